@@ -1,6 +1,7 @@
 #include "switchboard/pattern_router.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <regex>
@@ -12,7 +13,9 @@
 namespace switchboard {
 namespace {
 
-bool is_routing_scalar(const Json& v) { return v.is_primitive() && !v.is_binary(); }
+bool is_routing_scalar(const Json& v) {
+  return v.is_primitive() && !v.is_binary();
+}
 
 // One regex or glob on one key.
 struct Matcher {
@@ -31,6 +34,14 @@ struct Matcher {
   }
 };
 
+// What a lookup found in the object for one key that some shape routes on:
+// the value (null when absent or not a routing scalar) and its hash. Resolved
+// once per lookup for the union of the shapes' keys, instead of once per shape.
+struct Probe {
+  const Json* value = nullptr;
+  std::uint64_t hash = 0;
+};
+
 struct Entry {
   PatternRouter::Id id;
   std::vector<Json> values;  // in the shape's key order
@@ -41,6 +52,7 @@ struct Entry {
 struct Shape {
   std::vector<std::string> keys;          // exact keys, sorted
   std::vector<std::string> matcher_keys;  // sorted
+  std::vector<std::size_t> slots;         // keys[i] is Impl::slot_keys[slots[i]]
   std::size_t weight = 0;                 // keys + matcher_keys: the specificity
   std::uint64_t first_id = 0;             // for stable ordering of shapes
   std::unordered_map<std::uint64_t, std::vector<Entry>> buckets;
@@ -48,28 +60,28 @@ struct Shape {
 
   // Hashes the object's values for this shape's keys; false if one is
   // missing or not a scalar.
-  bool hash_of(const Json& object, std::uint64_t& h) const {
+  bool hash_of(const Probe* probes, std::uint64_t& h) const {
     h = 0x9e3779b97f4a7c15ULL;
-    for (const auto& key : keys) {
-      auto it = object.find(key);
-      if (it == object.end() || !is_routing_scalar(*it)) return false;
-      h = hash_combine(h, scalar_hash(*it));
+    for (auto slot : slots) {
+      if (probes[slot].value == nullptr) return false;
+      h = hash_combine(h, probes[slot].hash);
     }
     return true;
   }
 
-  const Entry* best_in_bucket(const Json& object, std::uint64_t h) const {
+  const Entry* best_in_bucket(const Json& object, const Probe* probes, std::uint64_t h) const {
     auto b = buckets.find(h);
     if (b == buckets.end()) return nullptr;
     for (const auto& entry : b->second) {  // ordered by id
-      if (entry_matches(entry, object)) return &entry;
+      if (entry_matches(entry, object, probes)) return &entry;
     }
     return nullptr;
   }
 
-  bool entry_matches(const Entry& entry, const Json& object) const {
-    for (std::size_t i = 0; i < keys.size(); ++i) {
-      if (!scalar_equal(entry.values[i], *object.find(keys[i]))) return false;
+  // Only called after hash_of() succeeded, so every slot has a value.
+  bool entry_matches(const Entry& entry, const Json& object, const Probe* probes) const {
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+      if (!scalar_equal(entry.values[i], *probes[slots[i]].value)) return false;
     }
     for (const auto& m : entry.matchers) {
       auto it = object.find(m.key);
@@ -88,6 +100,54 @@ struct PatternRouter::Impl {
   // the first weight level that has a match.
   std::vector<std::unique_ptr<Shape>> shapes;
   std::unordered_map<Id, Shape*> owner;
+  // The union of the shapes' exact keys, sorted; rebuilt when a shape comes
+  // or goes (rare: only a new set of keys makes a shape).
+  std::vector<std::string> slot_keys;
+
+  void rebuild_slots() {
+    slot_keys.clear();
+    for (const auto& s : shapes) slot_keys.insert(slot_keys.end(), s->keys.begin(), s->keys.end());
+    std::sort(slot_keys.begin(), slot_keys.end());
+    slot_keys.erase(std::unique(slot_keys.begin(), slot_keys.end()), slot_keys.end());
+    for (auto& s : shapes) {
+      s->slots.clear();
+      for (const auto& key : s->keys) {
+        s->slots.push_back(static_cast<std::size_t>(
+            std::lower_bound(slot_keys.begin(), slot_keys.end(), key) - slot_keys.begin()));
+      }
+    }
+  }
+
+  // Fills probes[i] for slot_keys[i]. A small object is walked once beside
+  // the sorted slot keys (both in key order); a large one is searched per key.
+  void resolve(const Json& object, Probe* probes) const {
+    const auto& members = object.get_ref<const Json::object_t&>();
+    const std::size_t n = slot_keys.size();
+    auto take = [&](std::size_t i, const Json& v) {
+      if (is_routing_scalar(v)) probes[i] = Probe{&v, scalar_hash(v)};
+    };
+    if (members.size() <= 4 * n) {
+      auto it = members.begin();
+      std::size_t i = 0;
+      while (it != members.end() && i < n) {
+        int c = it->first.compare(slot_keys[i]);
+        if (c < 0) {
+          ++it;
+        } else if (c > 0) {
+          ++i;
+        } else {
+          take(i, it->second);
+          ++it;
+          ++i;
+        }
+      }
+    } else {
+      for (std::size_t i = 0; i < n; ++i) {
+        auto it = members.find(slot_keys[i]);
+        if (it != members.end()) take(i, it->second);
+      }
+    }
+  }
 
   Shape& shape_for(std::vector<std::string> keys, std::vector<std::string> matcher_keys, Id id) {
     for (auto& s : shapes) {
@@ -98,29 +158,39 @@ struct PatternRouter::Impl {
     shape->matcher_keys = std::move(matcher_keys);
     shape->weight = shape->keys.size() + shape->matcher_keys.size();
     shape->first_id = id;
-    auto pos = std::find_if(shapes.begin(), shapes.end(), [&](const auto& s) {
-      return s->weight < shape->weight;
-    });
-    return **shapes.insert(pos, std::move(shape));
+    auto pos = std::find_if(shapes.begin(), shapes.end(),
+                            [&](const auto& s) { return s->weight < shape->weight; });
+    Shape& created = **shapes.insert(pos, std::move(shape));
+    rebuild_slots();
+    return created;
   }
 
   // Visits matches; for specificity order stops after the best weight level.
   template <typename F>
   void visit(const Json& object, bool all, F&& f) const {
     if (!object.is_object()) return;
+    constexpr std::size_t kInlineProbes = 16;
+    std::array<Probe, kInlineProbes> inline_probes{};
+    std::vector<Probe> heap_probes;
+    Probe* probes = inline_probes.data();
+    if (slot_keys.size() > kInlineProbes) {
+      heap_probes.resize(slot_keys.size());
+      probes = heap_probes.data();
+    }
+    resolve(object, probes);
     std::size_t found_weight = 0;
     bool found = false;
     for (const auto& shape : shapes) {
       if (found && !all && order == Order::specificity && shape->weight < found_weight) break;
       std::uint64_t h;
-      if (!shape->hash_of(object, h)) continue;
+      if (!shape->hash_of(probes, h)) continue;
       if (all) {
         auto b = shape->buckets.find(h);
         if (b == shape->buckets.end()) continue;
         for (const auto& entry : b->second) {
-          if (shape->entry_matches(entry, object)) f(*shape, entry);
+          if (shape->entry_matches(entry, object, probes)) f(*shape, entry);
         }
-      } else if (const Entry* e = shape->best_in_bucket(object, h)) {
+      } else if (const Entry* e = shape->best_in_bucket(object, probes, h)) {
         found = true;
         found_weight = shape->weight;
         f(*shape, *e);
@@ -215,7 +285,8 @@ bool PatternRouter::remove(Id id) {
   impl_->owner.erase(it);
   for (auto b = shape->buckets.begin(); b != shape->buckets.end(); ++b) {
     auto& entries = b->second;
-    auto e = std::find_if(entries.begin(), entries.end(), [&](const Entry& x) { return x.id == id; });
+    auto e =
+        std::find_if(entries.begin(), entries.end(), [&](const Entry& x) { return x.id == id; });
     if (e == entries.end()) continue;
     entries.erase(e);
     if (entries.empty()) shape->buckets.erase(b);
@@ -225,6 +296,7 @@ bool PatternRouter::remove(Id id) {
     auto& shapes = impl_->shapes;
     shapes.erase(std::find_if(shapes.begin(), shapes.end(),
                               [&](const auto& s) { return s.get() == shape; }));
+    impl_->rebuild_slots();
   }
   return true;
 }
@@ -274,7 +346,8 @@ std::vector<PatternRouter::Id> PatternRouter::find_exact(const Json& pattern) co
         bool same = true;
         for (std::size_t i = 0; same && i < shape->keys.size(); ++i) {
           auto it = routing.find(shape->keys[i]);
-          same = it != routing.end() && is_routing_scalar(*it) && scalar_equal(*it, entry.values[i]);
+          same =
+              it != routing.end() && is_routing_scalar(*it) && scalar_equal(*it, entry.values[i]);
         }
         for (const auto& m : entry.matchers) {
           auto it = routing.find(m.key);
@@ -293,7 +366,11 @@ std::vector<PatternRouter::Id> PatternRouter::find_exact(const Json& pattern) co
   return ids;
 }
 
-std::size_t PatternRouter::size() const noexcept { return impl_->owner.size(); }
-std::size_t PatternRouter::shape_count() const noexcept { return impl_->shapes.size(); }
+std::size_t PatternRouter::size() const noexcept {
+  return impl_->owner.size();
+}
+std::size_t PatternRouter::shape_count() const noexcept {
+  return impl_->shapes.size();
+}
 
 }  // namespace switchboard

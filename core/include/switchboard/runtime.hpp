@@ -76,8 +76,9 @@ class Call {
  private:
   friend class Runtime;
   friend struct CallState;
-  explicit Call(std::shared_ptr<CallState> state) : state_(std::move(state)) {}
-  std::shared_ptr<CallState> state_;
+  explicit Call(CallState* state) : state_(state) {}
+  std::shared_ptr<CallState> share() const;
+  CallState* state_;
 };
 
 // The answer handle of an async handler. Copyable; the first send or fail
@@ -254,7 +255,7 @@ class Runtime {
 
 template <typename Token>
 auto Call::act(Json pattern, Token&& token) {
-  return runtime().initiate_act(state_, std::move(pattern), nullptr, std::forward<Token>(token));
+  return runtime().initiate_act(share(), std::move(pattern), nullptr, std::forward<Token>(token));
 }
 
 }  // namespace switchboard

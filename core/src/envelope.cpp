@@ -1,0 +1,141 @@
+#include "envelope.hpp"
+
+#include <algorithm>
+#include <vector>
+
+namespace switchboard {
+namespace {
+
+bool ends_with_dollar(const std::string& key) { return !key.empty() && key.back() == '$'; }
+
+bool read_int(const Json& v, int& out) {
+  if (!v.is_number()) return false;
+  out = v.get<int>();
+  return true;
+}
+
+}  // namespace
+
+bool split_dollar_keys(const Json& pattern, Json& travels, DollarOptions& o, std::string& why) {
+  travels = Json::object();
+  if (!pattern.is_object()) {
+    why = "a pattern must be a JSON object, got " + std::string(pattern.type_name());
+    return false;
+  }
+  for (auto it = pattern.begin(); it != pattern.end(); ++it) {
+    const std::string& key = it.key();
+    if (!ends_with_dollar(key)) {
+      travels[key] = *it;
+      continue;
+    }
+    const Json& v = *it;
+    auto expect = [&](bool ok, const char* what) {
+      if (!ok) why = "option " + key + " must be " + what + ", got " + v.dump();
+      return ok;
+    };
+    if (key == "timeout$") {
+      if (!expect(v.is_number() && v.get<double>() > 0, "a positive number of milliseconds"))
+        return false;
+      o.timeout = std::chrono::milliseconds(static_cast<long long>(v.get<double>()));
+    } else if (key == "pubsub$") {
+      if (!expect(v.is_boolean(), "a boolean")) return false;
+      o.pubsub = v.get<bool>();
+    } else if (key == "maxMessages$") {
+      if (!expect(read_int(v, o.max_messages) && o.max_messages >= -1, "-1 or a count"))
+        return false;
+    } else if (key == "expectedMessages$") {
+      if (!expect(read_int(v, o.expected_messages) && o.expected_messages >= 0, "a count"))
+        return false;
+    } else if (key == "meta$") {
+      if (!expect(v.is_object(), "an object")) return false;
+      o.meta = v;
+    } else if (key == "delegate$") {
+      if (!expect(v.is_object(), "an object")) return false;
+      o.delegate = v;
+    } else if (key == "context$") {
+      if (!expect(v.is_object(), "an object")) return false;
+      o.context = v;
+    } else if (key == "trace$") {
+      if (!expect(v.is_object(), "an object")) return false;
+      o.trace = v;
+    } else if (key == "requestId$") {
+      if (!expect(v.is_string() && !v.get<std::string>().empty(), "a non-empty string"))
+        return false;
+      o.request_id = v.get<std::string>();
+    } else if (key == "queue$") {
+      if (!expect(v.is_string() && !v.get<std::string>().empty(), "a non-empty string"))
+        return false;
+      o.queue = v.get<std::string>();
+    }
+    // Unknown `$` keys are local by convention and never travel.
+  }
+  return true;
+}
+
+std::string method_of(const Json& pattern) {
+  std::vector<std::string> parts;
+  for (auto it = pattern.begin(); it != pattern.end(); ++it) {
+    if (!it->is_primitive()) continue;
+    std::string value = it->is_string() ? it->get<std::string>() : it->dump();
+    parts.push_back(it.key() + ":" + value);
+  }
+  std::sort(parts.begin(), parts.end());
+  std::string out;
+  for (const auto& p : parts) {
+    if (!out.empty()) out += ',';
+    out += p;
+  }
+  return out;
+}
+
+Json encode_request(const RequestEnvelope& r) {
+  Json request = {{"id", r.request_id},
+                  {"type", r.type},
+                  {"service", r.trace.service},
+                  {"method", r.trace.method}};
+  if (r.depth > 0) request["depth"] = r.depth;
+  return {{"pattern", r.pattern},
+          {"meta", r.meta},
+          {"delegate", r.delegate},
+          {"trace", r.trace.to_json()},
+          {"request", std::move(request)}};
+}
+
+bool decode_request(const Json& j, RequestEnvelope& out, std::string& why) {
+  if (!j.is_object()) {
+    why = "envelope must be a JSON object";
+    return false;
+  }
+  auto pattern = j.find("pattern");
+  if (pattern == j.end() || !pattern->is_object()) {
+    why = "envelope has no 'pattern' object";
+    return false;
+  }
+  out.pattern = *pattern;
+  if (auto it = j.find("meta"); it != j.end() && it->is_object()) out.meta = *it;
+  if (auto it = j.find("delegate"); it != j.end() && it->is_object()) out.delegate = *it;
+  if (auto it = j.find("trace"); it != j.end()) out.trace = Trace::from_json(*it);
+  if (auto it = j.find("request"); it != j.end() && it->is_object()) {
+    out.request_id = it->value("id", "");
+    out.type = it->value("type", "request");
+    if (auto d = it->find("depth"); d != it->end() && d->is_number_integer()) {
+      out.depth = d->get<int>();
+    }
+  }
+  return true;
+}
+
+Json encode_reply(const Json& meta, const Trace& trace, const RequestEnvelope& request,
+                  const Json& result, const Json& error) {
+  return {{"meta", meta},
+          {"trace", trace.to_json()},
+          {"request",
+           {{"id", request.request_id},
+            {"type", request.type},
+            {"service", trace.service},
+            {"method", trace.method}}},
+          {"result", result},
+          {"error", error}};
+}
+
+}  // namespace switchboard

@@ -1,0 +1,215 @@
+// The client side of act: options, inheritance from a parent call, the
+// envelope, the reply inbox, timeouts and streams.
+#include <spdlog/spdlog.h>
+
+#include "runtime_impl.hpp"
+
+namespace switchboard {
+namespace {
+
+Response error_response(Error error) {
+  Response r;
+  r.error = std::move(error);
+  return r;
+}
+
+}  // namespace
+
+void Runtime::Impl::act(std::shared_ptr<CallState> parent, Json pattern,
+                        StreamCallback on_message, ActCompletion done) {
+  auto fail = [&](Error error) {
+    report_error(error);
+    auto ec = error.error_code();
+    done(ec, error_response(std::move(error)));
+  };
+  if (closing) return fail(Error(errc::closed, "the runtime is closing; no new acts"));
+  if (!started) return fail(Error(errc::transport_error, "the runtime is not started"));
+
+  ActInfo info;
+  DollarOptions opts;
+  std::string why;
+  if (!split_dollar_keys(pattern, info.pattern, opts, why)) {
+    return fail(Error(errc::invalid_argument, why));
+  }
+  auto topic = info.pattern.find("topic");
+  if (topic == info.pattern.end() || !topic->is_string() || topic->get<std::string>().empty()) {
+    return fail(Error(errc::invalid_argument, "act pattern needs a non-empty string 'topic': " +
+                                                  info.pattern.dump()));
+  }
+
+  // Inheritance from the call this act is nested in.
+  int depth = 0;
+  info.meta = Json::object();
+  info.context = Json::object();
+  if (parent) {
+    info.meta = parent->request.meta;
+    info.context = parent->context;
+    depth = parent->request.depth + 1;
+    info.trace.trace_id = parent->request.trace.trace_id;
+    info.trace.parent_span_id = parent->request.trace.span_id;
+  }
+  info.meta.update(opts.meta);
+  info.context.update(opts.context);
+  info.delegate = opts.delegate;
+  if (options.max_recursion > 0 && depth >= options.max_recursion) {
+    return fail(Error(errc::max_recursion, "max recursion depth " +
+                                               std::to_string(options.max_recursion) +
+                                               " reached at " + method_of(info.pattern)));
+  }
+  if (opts.trace.is_object()) {
+    auto given = Trace::from_json(opts.trace);
+    if (!given.trace_id.empty()) info.trace.trace_id = given.trace_id;
+    if (!given.parent_span_id.empty()) info.trace.parent_span_id = given.parent_span_id;
+    if (!given.span_id.empty()) info.trace.span_id = given.span_id;
+  }
+  if (info.trace.trace_id.empty()) info.trace.trace_id = random_id();
+  if (info.trace.span_id.empty()) info.trace.span_id = random_id();
+  info.trace.timestamp = now_ms();
+  info.trace.service = topic->get<std::string>();
+  info.trace.method = method_of(info.pattern);
+  info.request_id = opts.request_id.empty() ? random_id() : opts.request_id;
+  info.timeout = opts.timeout.value_or(options.timeout);
+  info.pubsub = opts.pubsub;
+
+  if (auto err = run_hooks(hooks.on_act, info)) return fail(std::move(*err));
+
+  RequestEnvelope env;
+  env.pattern = info.pattern;
+  env.meta = info.meta;
+  env.delegate = info.delegate;
+  env.trace = info.trace;
+  env.request_id = info.request_id;
+  env.type = info.pubsub ? "pubsub" : "request";
+  env.depth = depth;
+  std::string bytes = codec->encode(encode_request(env));
+
+  if (info.pubsub) {
+    auto ec = publish_bytes(info.trace.service, std::move(bytes), "");
+    Response r;
+    r.trace = info.trace;
+    if (ec) r.error = Error(errc::transport_error, ec.message() + " on '" + info.trace.service + "'");
+    for (const auto& hook : hooks.on_act_finished) hook(info, r);
+    if (r.error) report_error(*r.error);
+    return done(ec, std::move(r));
+  }
+
+  if (pending.count(info.request_id)) {
+    return fail(Error(errc::invalid_argument, "requestId$ '" + info.request_id + "' is in use"));
+  }
+  auto entry = std::make_unique<PendingAct>();
+  entry->done = std::move(done);
+  entry->on_message = std::move(on_message);
+  entry->max_messages = opts.max_messages;
+  entry->expected_messages = opts.expected_messages;
+  entry->timer = std::make_unique<asio::steady_timer>(executor, info.timeout);
+  std::weak_ptr<Impl> weak = weak_from_this();
+  entry->timer->async_wait([weak, id = info.request_id](std::error_code ec) {
+    if (ec) return;  // cancelled: the act finished first
+    if (auto rt = weak.lock()) rt->on_act_timeout(id);
+  });
+  auto id = info.request_id;
+  auto subject = info.trace.service;
+  entry->info = std::move(info);
+  pending.emplace(id, std::move(entry));
+
+  if (auto ec = publish_bytes(subject, std::move(bytes), inbox_prefix + id)) {
+    errc kind = ec == make_error_code(errc::no_responders) ? errc::no_responders
+                                                           : errc::transport_error;
+    std::string message = kind == errc::no_responders
+                              ? "no responders on '" + subject + "'"
+                              : "publish to '" + subject + "' failed: " + ec.message();
+    finish_act(id, make_error_code(kind), error_response(Error(kind, message)));
+  }
+}
+
+void Runtime::Impl::on_inbox_message(const Message& msg) {
+  auto id = msg.subject.substr(inbox_prefix.size());
+  auto it = pending.find(id);
+  if (it == pending.end()) {
+    spdlog::debug("late or unknown reply on {}", msg.subject);
+    return;
+  }
+  PendingAct& p = *it->second;
+  Json j;
+  std::string why;
+  Response r;
+  r.trace = p.info.trace;
+  r.trace.duration = now_ms() - p.info.trace.timestamp;
+  if (auto ec = codec->decode(msg.data.view(), j, why); ec || !j.is_object()) {
+    r.error = Error(errc::parse_error, "reply on " + msg.subject + " could not be decoded: " +
+                                           (ec ? why : std::string("not an object")));
+    return finish_act(id, make_error_code(errc::parse_error), std::move(r));
+  }
+  if (auto m = j.find("meta"); m != j.end() && m->is_object()) r.meta = *m;
+  if (auto e = j.find("error"); e != j.end() && !e->is_null()) {
+    r.error = Error::from_json(*e);
+  } else if (auto res = j.find("result"); res != j.end()) {
+    r.result = *res;
+  }
+  std::error_code ec = r.error ? r.error->error_code() : std::error_code();
+
+  bool streaming = p.max_messages != 0 || p.expected_messages > 0;
+  if (!streaming) return finish_act(id, ec, std::move(r));
+
+  ++p.received;
+  if (p.on_message) {
+    try {
+      p.on_message(r);
+    } catch (const std::exception& e) {
+      spdlog::warn("stream callback threw: {}", e.what());
+    }
+  }
+  bool enough = (p.expected_messages > 0 && p.received >= p.expected_messages) ||
+                (p.max_messages > 0 && p.received >= p.max_messages);
+  if (enough) return finish_act(id, ec, std::move(r));
+  p.last = std::move(r);
+  // A stream stays open until the timeout since its last message.
+  p.timer->expires_after(p.info.timeout);
+  std::weak_ptr<Impl> weak = weak_from_this();
+  p.timer->async_wait([weak, id](std::error_code ec) {
+    if (ec) return;
+    if (auto rt = weak.lock()) rt->on_act_timeout(id);
+  });
+}
+
+void Runtime::Impl::on_act_timeout(const std::string& id) {
+  auto it = pending.find(id);
+  if (it == pending.end()) return;
+  PendingAct& p = *it->second;
+  bool stream_ended_normally =
+      p.received > 0 && p.expected_messages == 0 && p.max_messages != 0;
+  if (stream_ended_normally) {
+    std::error_code ec = p.last.error ? p.last.error->error_code() : std::error_code();
+    return finish_act(id, ec, std::move(p.last));
+  }
+  Response r;
+  r.trace = p.info.trace;
+  r.trace.duration = now_ms() - p.info.trace.timestamp;
+  std::string detail = p.expected_messages > 0
+                           ? " (" + std::to_string(p.received) + " of " +
+                                 std::to_string(p.expected_messages) + " expected messages)"
+                           : "";
+  r.error = Error(errc::timeout, "Timeout: " + p.info.trace.method + " after " +
+                                     std::to_string(p.info.timeout.count()) + " ms" + detail);
+  finish_act(id, make_error_code(errc::timeout), std::move(r));
+}
+
+void Runtime::Impl::finish_act(const std::string& id, std::error_code ec, Response response) {
+  auto it = pending.find(id);
+  if (it == pending.end()) return;
+  auto entry = std::move(it->second);
+  pending.erase(it);
+  entry->timer->cancel();
+  for (const auto& hook : hooks.on_act_finished) {
+    try {
+      hook(entry->info, response);
+    } catch (const std::exception& e) {
+      spdlog::warn("on_act_finished hook threw: {}", e.what());
+    }
+  }
+  if (response.error) report_error(*response.error);
+  entry->done(ec, std::move(response));
+  maybe_finish_close();
+}
+
+}  // namespace switchboard

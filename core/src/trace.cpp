@@ -1,0 +1,51 @@
+#include "switchboard/trace.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <random>
+
+namespace switchboard {
+
+Json Trace::to_json() const {
+  Json j = {{"traceId", trace_id}, {"spanId", span_id}, {"timestamp", timestamp},
+            {"service", service}, {"method", method}};
+  if (!parent_span_id.empty()) j["parentSpanId"] = parent_span_id;
+  if (duration > 0) j["duration"] = duration;
+  return j;
+}
+
+Trace Trace::from_json(const Json& j) {
+  Trace t;
+  if (!j.is_object()) return t;
+  auto text = [&](const char* key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  auto number = [&](const char* key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_number() ? it->get<double>() : 0.0;
+  };
+  t.trace_id = text("traceId");
+  t.span_id = text("spanId");
+  t.parent_span_id = text("parentSpanId");
+  t.service = text("service");
+  t.method = text("method");
+  t.timestamp = number("timestamp");
+  t.duration = number("duration");
+  return t;
+}
+
+std::string random_id() {
+  // One generator per thread: ids are not secrets, only unique.
+  thread_local std::mt19937_64 engine{std::random_device{}()};
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(engine()));
+  return buf;
+}
+
+double now_ms() {
+  using namespace std::chrono;
+  return duration<double, std::milli>(system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace switchboard
