@@ -19,7 +19,12 @@ Config Source::load() const {
   Config config;
   if (!config_file.empty()) {
     config = load_config_file(config_file);
-    for (const auto& p : plugins) config.plugins.push_back({p, Json::object()});
+    // --plugin adds to the file's list; a name already there is not loaded twice.
+    for (const auto& p : plugins) {
+      bool listed = false;
+      for (const auto& spec : config.plugins) listed = listed || spec.name == p;
+      if (!listed) config.plugins.push_back({p, Json::object()});
+    }
   } else {
     config = config_from_url(url.empty() ? "inproc://default" : url, plugins);
   }

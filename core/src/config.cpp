@@ -558,9 +558,9 @@ class Parser {
     RuntimeSection& rt = config_.runtime;
     if (rt.transport.empty()) {
       if (config_.transports.size() != 1) {
-        fail_at("runtime.transport", config_.locate("runtime") ? "runtime" : "transports",
-                "missing key; required when more than one transport is defined (" +
-                    instance_names() + ")");
+        fail_at(
+            "runtime.transport", config_.locate("runtime") ? "runtime" : "transports",
+            "not set; required when more than one transport is defined (" + instance_names() + ")");
       }
       rt.transport = config_.transports.begin()->first;
     } else if (!config_.transports.contains(rt.transport)) {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <regex>
+#include <string_view>
 #include <unordered_map>
 
 #include "switchboard/error.hpp"
@@ -38,30 +39,163 @@ struct Matcher {
 // the value (null when absent or not a routing scalar) and its hash. Resolved
 // once per lookup for the union of the shapes' keys, instead of once per shape.
 struct Probe {
-  const Json* value = nullptr;
-  std::uint64_t hash = 0;
+  const Json* value;
+  std::uint64_t hash;
 };
 
+// Equality and hash of routing values: scalar_equal and scalar_hash, with the
+// common case (strings) inline. Same results, so add() and lookup() agree.
+inline bool routing_equal(const Json& a, const Json& b) {
+  if (a.is_string() && b.is_string()) {
+    return a.get_ref<const std::string&>() == b.get_ref<const std::string&>();
+  }
+  return scalar_equal(a, b);
+}
+inline std::uint64_t routing_hash(const Json& v) {
+  if (v.is_string()) return std::hash<std::string_view>()(v.get_ref<const std::string&>());
+  return scalar_hash(v);
+}
+
+// Key order of nlohmann objects (std::string's), deciding most pairs on
+// the first byte without calling memcmp.
+inline int key_compare(const std::string& a, const std::string& b) {
+  if (!a.empty() && !b.empty() && a[0] != b[0]) {
+    return static_cast<unsigned char>(a[0]) < static_cast<unsigned char>(b[0]) ? -1 : 1;
+  }
+  return a.compare(b);
+}
+
+constexpr std::uint64_t kHashSeed = 0x9e3779b97f4a7c15ULL;
+
 struct Entry {
-  PatternRouter::Id id;
-  std::vector<Json> values;  // in the shape's key order
+  PatternRouter::Id id = 0;
+  std::uint32_t next = 0;  // the next entry with the same hash (kNone: last)
+  bool live = false;
   std::vector<Matcher> matchers;
 };
 
 // All patterns that have the same exact keys and the same matcher keys.
+//
+// Entries sit in one flat open-addressing table keyed by the hash of their
+// values; entries with equal hashes are chained in id order. Entry e's values
+// are values[e * keys.size() ...]. A lookup loads a table slot, then the
+// entry's values, then the strings they hold: few dependent cache misses
+// however many patterns there are.
 struct Shape {
+  static constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
+  static constexpr std::uint32_t kRemoved = kNone - 1;  // a tombstone slot
+
+  struct Slot {
+    std::uint64_t hash = 0;
+    std::uint32_t head = kNone;  // first entry of the chain, kNone empty, kRemoved tombstone
+  };
+
   std::vector<std::string> keys;          // exact keys, sorted
   std::vector<std::string> matcher_keys;  // sorted
   std::vector<std::size_t> slots;         // keys[i] is Impl::slot_keys[slots[i]]
   std::size_t weight = 0;                 // keys + matcher_keys: the specificity
   std::uint64_t first_id = 0;             // for stable ordering of shapes
-  std::unordered_map<std::uint64_t, std::vector<Entry>> buckets;
   std::size_t count = 0;
+
+  std::vector<Entry> entries;
+  std::vector<Json> values;
+  std::vector<std::uint32_t> free_entries;
+  std::vector<Slot> table;     // size a power of two, at most half used
+  std::size_t used_slots = 0;  // chains and tombstones
+
+  const Json* values_of(std::uint32_t e) const { return values.data() + e * keys.size(); }
+
+  std::size_t index_of(std::uint64_t h) const {
+    // Fibonacci hashing: the high bits of a multiply spread any hash.
+    return static_cast<std::size_t>((h * 0x9e3779b97f4a7c15ULL) >> 32) & (table.size() - 1);
+  }
+
+  // The first entry of the chain for hash h, or kNone.
+  std::uint32_t chain(std::uint64_t h) const {
+    if (table.empty()) return kNone;
+    for (std::size_t i = index_of(h);; i = (i + 1) & (table.size() - 1)) {
+      const Slot& slot = table[i];
+      if (slot.head == kNone) return kNone;
+      if (slot.head != kRemoved && slot.hash == h) return slot.head;
+    }
+  }
+
+  Slot* slot_of_chain(std::uint64_t h) {
+    if (table.empty()) return nullptr;
+    for (std::size_t i = index_of(h);; i = (i + 1) & (table.size() - 1)) {
+      Slot& slot = table[i];
+      if (slot.head == kNone) return nullptr;
+      if (slot.head != kRemoved && slot.hash == h) return &slot;
+    }
+  }
+
+  void rehash(std::size_t size) {
+    std::vector<Slot> old = std::move(table);
+    table.assign(size, Slot{});
+    used_slots = 0;
+    for (const Slot& s : old) {
+      if (s.head == kNone || s.head == kRemoved) continue;
+      std::size_t i = index_of(s.hash);
+      while (table[i].head != kNone) i = (i + 1) & (table.size() - 1);
+      table[i] = s;
+      ++used_slots;
+    }
+  }
+
+  void insert(PatternRouter::Id id, std::uint64_t h, std::vector<Json>&& entry_values,
+              std::vector<Matcher>&& matchers) {
+    std::uint32_t e;
+    if (!free_entries.empty()) {
+      e = free_entries.back();
+      free_entries.pop_back();
+    } else {
+      e = static_cast<std::uint32_t>(entries.size());
+      entries.emplace_back();
+      values.resize(values.size() + keys.size());
+    }
+    entries[e] = Entry{id, kNone, true, std::move(matchers)};
+    std::move(entry_values.begin(), entry_values.end(), values.begin() + e * keys.size());
+    ++count;
+
+    if (Slot* slot = slot_of_chain(h)) {  // ids only grow: append keeps id order
+      std::uint32_t tail = slot->head;
+      while (entries[tail].next != kNone) tail = entries[tail].next;
+      entries[tail].next = e;
+      return;
+    }
+    if ((used_slots + 1) * 2 > table.size()) rehash(std::max<std::size_t>(8, table.size() * 2));
+    std::size_t i = index_of(h);
+    while (table[i].head != kNone && table[i].head != kRemoved) i = (i + 1) & (table.size() - 1);
+    if (table[i].head == kNone) ++used_slots;
+    table[i] = Slot{h, e};
+  }
+
+  bool erase(PatternRouter::Id id) {
+    std::uint32_t e = 0;
+    while (e < entries.size() && !(entries[e].live && entries[e].id == id)) ++e;
+    if (e == entries.size()) return false;
+    std::uint64_t h = kHashSeed;
+    const Json* v = values_of(e);
+    for (std::size_t i = 0; i < keys.size(); ++i) h = hash_combine(h, routing_hash(v[i]));
+    Slot* slot = slot_of_chain(h);
+    if (slot->head == e) {
+      slot->head = entries[e].next == kNone ? kRemoved : entries[e].next;
+    } else {
+      std::uint32_t prev = slot->head;
+      while (entries[prev].next != e) prev = entries[prev].next;
+      entries[prev].next = entries[e].next;
+    }
+    entries[e] = Entry{};
+    for (std::size_t i = 0; i < keys.size(); ++i) values[e * keys.size() + i] = Json();
+    free_entries.push_back(e);
+    --count;
+    return true;
+  }
 
   // Hashes the object's values for this shape's keys; false if one is
   // missing or not a scalar.
   bool hash_of(const Probe* probes, std::uint64_t& h) const {
-    h = 0x9e3779b97f4a7c15ULL;
+    h = kHashSeed;
     for (auto slot : slots) {
       if (probes[slot].value == nullptr) return false;
       h = hash_combine(h, probes[slot].hash);
@@ -69,21 +203,20 @@ struct Shape {
     return true;
   }
 
-  const Entry* best_in_bucket(const Json& object, const Probe* probes, std::uint64_t h) const {
-    auto b = buckets.find(h);
-    if (b == buckets.end()) return nullptr;
-    for (const auto& entry : b->second) {  // ordered by id
-      if (entry_matches(entry, object, probes)) return &entry;
+  const Entry* best_in_chain(const Json& object, const Probe* probes, std::uint64_t h) const {
+    for (std::uint32_t e = chain(h); e != kNone; e = entries[e].next) {  // ordered by id
+      if (entry_matches(e, object, probes)) return &entries[e];
     }
     return nullptr;
   }
 
   // Only called after hash_of() succeeded, so every slot has a value.
-  bool entry_matches(const Entry& entry, const Json& object, const Probe* probes) const {
+  bool entry_matches(std::uint32_t e, const Json& object, const Probe* probes) const {
+    const Json* v = values_of(e);
     for (std::size_t i = 0; i < slots.size(); ++i) {
-      if (!scalar_equal(entry.values[i], *probes[slots[i]].value)) return false;
+      if (!routing_equal(v[i], *probes[slots[i]].value)) return false;
     }
-    for (const auto& m : entry.matchers) {
+    for (const auto& m : entries[e].matchers) {
       auto it = object.find(m.key);
       if (it == object.end() || !m.matches(*it)) return false;
     }
@@ -123,14 +256,15 @@ struct PatternRouter::Impl {
   void resolve(const Json& object, Probe* probes) const {
     const auto& members = object.get_ref<const Json::object_t&>();
     const std::size_t n = slot_keys.size();
+    std::fill_n(probes, n, Probe{nullptr, 0});
     auto take = [&](std::size_t i, const Json& v) {
-      if (is_routing_scalar(v)) probes[i] = Probe{&v, scalar_hash(v)};
+      if (is_routing_scalar(v)) probes[i] = Probe{&v, routing_hash(v)};
     };
     if (members.size() <= 4 * n) {
       auto it = members.begin();
       std::size_t i = 0;
       while (it != members.end() && i < n) {
-        int c = it->first.compare(slot_keys[i]);
+        int c = key_compare(it->first, slot_keys[i]);
         if (c < 0) {
           ++it;
         } else if (c > 0) {
@@ -170,9 +304,9 @@ struct PatternRouter::Impl {
   void visit(const Json& object, bool all, F&& f) const {
     if (!object.is_object()) return;
     constexpr std::size_t kInlineProbes = 16;
-    std::array<Probe, kInlineProbes> inline_probes{};
+    Probe inline_probes[kInlineProbes];
     std::vector<Probe> heap_probes;
-    Probe* probes = inline_probes.data();
+    Probe* probes = inline_probes;
     if (slot_keys.size() > kInlineProbes) {
       heap_probes.resize(slot_keys.size());
       probes = heap_probes.data();
@@ -185,12 +319,10 @@ struct PatternRouter::Impl {
       std::uint64_t h;
       if (!shape->hash_of(probes, h)) continue;
       if (all) {
-        auto b = shape->buckets.find(h);
-        if (b == shape->buckets.end()) continue;
-        for (const auto& entry : b->second) {
-          if (shape->entry_matches(entry, object, probes)) f(*shape, entry);
+        for (std::uint32_t e = shape->chain(h); e != Shape::kNone; e = shape->entries[e].next) {
+          if (shape->entry_matches(e, object, probes)) f(*shape, shape->entries[e]);
         }
-      } else if (const Entry* e = shape->best_in_bucket(object, probes, h)) {
+      } else if (const Entry* e = shape->best_in_chain(object, probes, h)) {
         found = true;
         found_weight = shape->weight;
         f(*shape, *e);
@@ -270,10 +402,9 @@ std::error_code PatternRouter::add(const Json& pattern, Id& id, std::string& why
 
   id = impl_->next_id++;
   Shape& shape = impl_->shape_for(std::move(keys), std::move(matcher_keys), id);
-  std::uint64_t h = 0x9e3779b97f4a7c15ULL;
-  for (const auto& v : values) h = hash_combine(h, scalar_hash(v));
-  shape.buckets[h].push_back(Entry{id, std::move(values), std::move(matchers)});
-  ++shape.count;
+  std::uint64_t h = kHashSeed;
+  for (const auto& v : values) h = hash_combine(h, routing_hash(v));
+  shape.insert(id, h, std::move(values), std::move(matchers));
   impl_->owner.emplace(id, &shape);
   return {};
 }
@@ -283,16 +414,8 @@ bool PatternRouter::remove(Id id) {
   if (it == impl_->owner.end()) return false;
   Shape* shape = it->second;
   impl_->owner.erase(it);
-  for (auto b = shape->buckets.begin(); b != shape->buckets.end(); ++b) {
-    auto& entries = b->second;
-    auto e =
-        std::find_if(entries.begin(), entries.end(), [&](const Entry& x) { return x.id == id; });
-    if (e == entries.end()) continue;
-    entries.erase(e);
-    if (entries.empty()) shape->buckets.erase(b);
-    break;
-  }
-  if (--shape->count == 0) {
+  shape->erase(id);
+  if (shape->count == 0) {
     auto& shapes = impl_->shapes;
     shapes.erase(std::find_if(shapes.begin(), shapes.end(),
                               [&](const auto& s) { return s.get() == shape; }));
@@ -341,25 +464,25 @@ std::vector<PatternRouter::Id> PatternRouter::find_exact(const Json& pattern) co
   Json routing = routing_part(pattern);
   for (const auto& shape : impl_->shapes) {
     if (shape->weight != routing.size()) continue;
-    for (const auto& [h, entries] : shape->buckets) {
-      for (const auto& entry : entries) {
-        bool same = true;
-        for (std::size_t i = 0; same && i < shape->keys.size(); ++i) {
-          auto it = routing.find(shape->keys[i]);
-          same =
-              it != routing.end() && is_routing_scalar(*it) && scalar_equal(*it, entry.values[i]);
-        }
-        for (const auto& m : entry.matchers) {
-          auto it = routing.find(m.key);
-          if (!same || it == routing.end() || !is_matcher(*it)) {
-            same = false;
-            break;
-          }
-          same = (it->begin().key() == "$regex") == m.is_regex &&
-                 it->begin()->get<std::string>() == m.expression;
-        }
-        if (same) ids.push_back(entry.id);
+    for (std::uint32_t e = 0; e < shape->entries.size(); ++e) {
+      const Entry& entry = shape->entries[e];
+      if (!entry.live) continue;
+      const Json* values = shape->values_of(e);
+      bool same = true;
+      for (std::size_t i = 0; same && i < shape->keys.size(); ++i) {
+        auto it = routing.find(shape->keys[i]);
+        same = it != routing.end() && is_routing_scalar(*it) && scalar_equal(*it, values[i]);
       }
+      for (const auto& m : entry.matchers) {
+        auto it = routing.find(m.key);
+        if (!same || it == routing.end() || !is_matcher(*it)) {
+          same = false;
+          break;
+        }
+        same = (it->begin().key() == "$regex") == m.is_regex &&
+               it->begin()->get<std::string>() == m.expression;
+      }
+      if (same) ids.push_back(entry.id);
     }
   }
   std::sort(ids.begin(), ids.end());

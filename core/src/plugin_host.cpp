@@ -14,6 +14,8 @@
 #include <system_error>
 #include <utility>
 
+#include "switchboard/config.hpp"
+
 namespace switchboard {
 namespace fs = std::filesystem;
 
@@ -296,9 +298,11 @@ struct PluginHost::Impl {
 
 namespace {
 
-// Runs a factory. Its exceptions become PluginError carrying only the text:
-// nesting the original would let an exception type defined by the plugin
-// outlive the plugin's library.
+// Runs a factory. An OptionError is rethrown as a copy made here, keeping
+// its key so that the caller can point at the config line; anything else
+// becomes a PluginError naming the plugin. Neither keeps the original: its
+// type may be plugin code (a vtable in the library), and the caught
+// exception can outlive the library.
 template <class T, class Create>
 std::shared_ptr<T> create_object(const PluginDescriptor& d, std::shared_ptr<Library> library,
                                  const std::string& context, Create&& create) {
@@ -306,6 +310,8 @@ std::shared_ptr<T> create_object(const PluginDescriptor& d, std::shared_ptr<Libr
   std::unique_ptr<T> object;
   try {
     object = create();
+  } catch (const OptionError& e) {
+    throw OptionError(e.key, e.what());
   } catch (const std::exception& e) {
     throw PluginError(d.path, who + ": factory failed: " + e.what());
   } catch (...) {

@@ -15,6 +15,8 @@
 
 #include <gtest/gtest.h>
 
+#include "switchboard/config.hpp"
+
 namespace switchboard {
 namespace {
 
@@ -304,6 +306,22 @@ TEST(PluginHostTest, FactoryExceptionBecomesPluginError) {
   EXPECT_EQ(e.path(), fixture("fixture_throwing"));
   EXPECT_EQ(e.reason(),
             "codec 'fixture_throwing': factory failed: option 'level' must be a number");
+}
+
+TEST(PluginHostTest, FactoryOptionErrorKeepsItsKeyAndOutlivesTheLibrary) {
+  PluginCopyDir copy("fixture_throwing");
+  std::optional<OptionError> caught;
+  try {
+    auto host = PluginHost::with_search_path({copy.dir()});
+    host.create_codec("fixture_throwing", Json{{"level", "high"}});
+  } catch (const OptionError& e) {
+    caught = e;
+  }
+  ASSERT_TRUE(caught.has_value());
+  // The library is gone; the copy the host made must not need it.
+  EXPECT_FALSE(is_loaded(copy.file()));
+  EXPECT_EQ(caught->key, "level");
+  EXPECT_STREQ(caught->what(), "must be a number");
 }
 
 TEST(PluginHostTest, FactoryReturningNullIsRefused) {

@@ -111,10 +111,11 @@ class PluginHost {
   const PluginDescriptor& register_builtin(std::string name, std::string version,
                                            const RuntimePluginFactory& factory);
 
-  // Build objects from the plugin of that name, loading it if needed. An
-  // exception from the factory, or a null result, becomes a PluginError
-  // naming the plugin and quoting the exception's what(). The objects keep
-  // their library loaded.
+  // Build objects from the plugin of that name, loading it if needed. The
+  // objects keep their library loaded. An OptionError from the factory is
+  // rethrown as an OptionError (same key and text) for the caller to place
+  // in the config; any other exception, or a null result, becomes a
+  // PluginError naming the plugin and quoting the exception's what().
   std::shared_ptr<Transport> create_transport(const TransportConfig& config,
                                               const TransportContext& context);
   std::shared_ptr<Codec> create_codec(const std::string& name,
