@@ -33,7 +33,6 @@ class Library {
   Library(const Library&) = delete;
   Library& operator=(const Library&) = delete;
   ~Library() { dlclose(handle_); }
-  void* handle() const { return handle_; }
 
  private:
   void* handle_;

@@ -113,8 +113,9 @@ void Runtime::Impl::run_handler(const std::shared_ptr<CallState>& state, AddEntr
   if (auto err = validate_payload(entry.schema, call.pattern())) {
     return send_reply(state, nullptr, Error(errc::payload_validation, *err), true);
   }
-  if (auto err = run_hooks(entry.middleware, call)) return send_reply(state, nullptr, *err, true);
+  // Hemera's order: preHandler hooks, then the add's own middleware.
   if (auto err = run_hooks(hooks.pre_handler, call)) return send_reply(state, nullptr, *err, true);
+  if (auto err = run_hooks(entry.middleware, call)) return send_reply(state, nullptr, *err, true);
   try {
     if (entry.sync) {
       Json result = entry.sync(call);
