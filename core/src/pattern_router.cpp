@@ -85,7 +85,10 @@ inline std::uint64_t routing_hash(const Json& v) {
 // keys are short, and a call to memcmp costs more than comparing them here.
 inline int key_compare(const std::string& a, const std::string& b) {
   const std::size_t n = std::min(a.size(), b.size());
-  for (std::size_t i = 0; i < n; ++i) {
+  if (n > 0 && a[0] != b[0]) {  // settles most pairs
+    return static_cast<unsigned char>(a[0]) < static_cast<unsigned char>(b[0]) ? -1 : 1;
+  }
+  for (std::size_t i = 1; i < n; ++i) {
     if (a[i] != b[i]) {
       return static_cast<unsigned char>(a[i]) < static_cast<unsigned char>(b[i]) ? -1 : 1;
     }

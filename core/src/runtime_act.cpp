@@ -112,12 +112,17 @@ void Runtime::Impl::act(std::shared_ptr<CallState> parent, Json pattern,
   entry->info = std::move(info);
   pending.emplace(id, std::move(entry));
 
+  std::size_t size = bytes.size();
   if (auto ec = publish_bytes(subject, std::move(bytes), inbox_prefix + id)) {
     errc kind = ec == make_error_code(errc::no_responders) ? errc::no_responders
                                                            : errc::transport_error;
-    std::string message = kind == errc::no_responders
-                              ? "no responders on '" + subject + "'"
-                              : "publish to '" + subject + "' failed: " + ec.message();
+    std::string message = "publish to '" + subject + "' failed: " + ec.message();
+    if (kind == errc::no_responders) message = "no responders on '" + subject + "'";
+    if (ec == make_error_code(errc::payload_too_large)) {
+      message = "request of " + std::to_string(size) + " bytes to '" + subject +
+                "' is larger than the transport's maximum payload of " +
+                std::to_string(transport->max_payload()) + " bytes";
+    }
     finish_act(id, make_error_code(kind), error_response(Error(kind, message)));
   }
 }

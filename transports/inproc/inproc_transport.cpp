@@ -71,24 +71,32 @@ std::shared_ptr<Bus> bus_named(const std::string& name) {
   return bus;
 }
 
+// One subscription's registration on the bus, shared by the handle the
+// user holds and the transport (which detaches it on close).
+struct Registration {
+  std::shared_ptr<Bus> bus;
+  SubjectIndex::Id id;
+  std::shared_ptr<std::atomic<bool>> alive;
+  std::atomic<bool> registered{true};
+  // Stops new deliveries; queued ones still run unless `alive` is cleared.
+  void detach() {
+    if (registered.exchange(false)) bus->remove(id);
+  }
+};
+
 class InprocSubscription final : public Subscription {
  public:
-  InprocSubscription(std::shared_ptr<Bus> bus, SubjectIndex::Id id, std::string subject,
-                     std::shared_ptr<std::atomic<bool>> alive)
-      : bus_(std::move(bus)), id_(id), subject_(std::move(subject)), alive_(std::move(alive)) {}
+  InprocSubscription(std::shared_ptr<Registration> reg, std::string subject)
+      : reg_(std::move(reg)), subject_(std::move(subject)) {}
   void unsubscribe() override {
-    if (!alive_->exchange(false)) return;
-    bus_->remove(id_);
+    reg_->alive->store(false);
+    reg_->detach();
   }
   const std::string& subject() const override { return subject_; }
-  // Stops new deliveries but lets queued ones run (drain).
-  void detach() { bus_->remove(id_); }
 
  private:
-  std::shared_ptr<Bus> bus_;
-  SubjectIndex::Id id_;
+  std::shared_ptr<Registration> reg_;
   std::string subject_;
-  std::shared_ptr<std::atomic<bool>> alive_;
 };
 
 class InprocTransport final : public Transport {
@@ -146,9 +154,12 @@ class InprocTransport final : public Transport {
     auto alive = std::make_shared<std::atomic<bool>>(true);
     auto id = bus_->add(subject, queue_group,
                         Target{executor_, std::make_shared<MessageHandler>(std::move(handler)), alive});
-    auto sub = std::make_unique<InprocSubscription>(bus_, id, subject, alive);
-    subscriptions_.push_back(sub.get());
-    out = std::move(sub);
+    auto reg = std::make_shared<Registration>();
+    reg->bus = bus_;
+    reg->id = id;
+    reg->alive = alive;
+    registrations_.push_back(reg);
+    out = std::make_unique<InprocSubscription>(std::move(reg), subject);
     return {};
   }
 
@@ -158,10 +169,10 @@ class InprocTransport final : public Transport {
     closed_ = true;
     // Detach every subscription still alive, then complete after the
     // deliveries already queued on the executor (drain).
-    for (auto* sub : subscriptions_) sub->detach();
-    subscriptions_.clear();
-    asio::post(executor_, [this, done = std::move(done)] {
-      emit({TransportStatus::closed, "inproc://" + bus_name_});
+    for (auto& reg : registrations_) reg->detach();
+    registrations_.clear();
+    asio::post(executor_, [status = status_, name = bus_name_, done = std::move(done)] {
+      if (status) status({TransportStatus::closed, "inproc://" + name});
       if (done) done();
     });
   }
@@ -176,7 +187,7 @@ class InprocTransport final : public Transport {
   std::string bus_name_;
   std::shared_ptr<Bus> bus_;
   bool closed_ = false;
-  std::vector<InprocSubscription*> subscriptions_;
+  std::vector<std::shared_ptr<Registration>> registrations_;
   StatusHandler status_;
 };
 
