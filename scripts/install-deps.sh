@@ -7,8 +7,12 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config clang-format
   libboost-dev nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  nodejs npm
 )
+# Node (benchmark and interop harness only) may come from outside Debian
+# with its own npm; Debian's npm would conflict with it, so ask for the
+# packages only when the commands are missing.
+if ! command -v node >/dev/null; then packages+=(nodejs); fi
+if ! command -v npm >/dev/null; then packages+=(npm); fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -68,9 +68,13 @@ std::error_code Runtime::start() {
   if (ec) return ec;
   impl_->transport->on_status([weak](const StatusEvent& ev) {
     if (!weak.lock()) return;
-    auto level = ev.status == TransportStatus::error || ev.status == TransportStatus::slow_consumer
-                     ? spdlog::level::warn
-                     : spdlog::level::info;
+    // Connection changes matter to operators; open and close are routine.
+    auto level = spdlog::level::info;
+    if (ev.status == TransportStatus::error || ev.status == TransportStatus::slow_consumer) {
+      level = spdlog::level::warn;
+    } else if (ev.status == TransportStatus::connected || ev.status == TransportStatus::closed) {
+      level = spdlog::level::debug;
+    }
     spdlog::log(level, "transport {}: {}", to_string(ev.status), ev.detail);
   });
   impl_->started = true;

@@ -48,6 +48,10 @@ AddHandle Runtime::Impl::add(Json pattern, SyncHandler sync, AsyncHandler async)
     }
     slot = std::move(service);
   }
+  // As Hemera: the same pattern twice would leave the second unreachable.
+  if (!slot->router->find_exact(routing).empty()) {
+    throw Error(errc::invalid_argument, "pattern is already in use: " + routing.dump());
+  }
   PatternRouter::Id router_id;
   if (auto ec = slot->router->add(routing, router_id, why)) {
     if (slot->router->size() == 0) {

@@ -85,6 +85,13 @@ TEST_F(RuntimeErrors, PayloadValidationError) {
             "name: length must be at most 3");
 }
 
+TEST_F(RuntimeErrors, SamePatternTwiceIsRefused) {
+  svc().add({{"topic", "t"}, {"cmd", "a"}}, [](Call&) { return 1; });
+  EXPECT_THROW(svc().add({{"topic", "t"}, {"cmd", "a"}}, [](Call&) { return 2; }), Error);
+  // A more specific pattern is fine.
+  svc().add({{"topic", "t"}, {"cmd", "a"}, {"v", 2}}, [](Call&) { return 2; });
+}
+
 TEST_F(RuntimeErrors, BadSchemaIsRefusedAtAdd) {
   EXPECT_THROW(svc().add({{"topic", "t"}, {"a", {{"typo", "number"}}}}, [](Call&) { return 1; }),
                Error);
