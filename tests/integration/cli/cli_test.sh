@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The switchboard command as a user runs it: results on stdout with exit 0,
+# errors as JSON on stderr with a non-zero exit, config errors with file and
+# line, plugin listing.
+set -uo pipefail
+SB="$1"
+FAILED=0
+PASSED=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+check() {  # check NAME EXPECTED_EXIT PATTERN_IN_STDOUT PATTERN_IN_STDERR -- ARGS...
+  local name=$1 want_exit=$2 out_pat=$3 err_pat=$4
+  shift 5
+  "$SB" "$@" >"$tmp/out" 2>"$tmp/err"
+  local code=$?
+  local ok=1
+  if [[ $want_exit == nonzero ]]; then
+    [[ $code -ne 0 ]] || ok=0
+  else
+    [[ $code -eq $want_exit ]] || ok=0
+  fi
+  if [[ -n $out_pat ]] && ! grep -Eq -- "$out_pat" "$tmp/out"; then ok=0; fi
+  if [[ -n $err_pat ]] && ! grep -Eq -- "$err_pat" "$tmp/err"; then ok=0; fi
+  if ((ok)); then
+    PASSED=$((PASSED + 1))
+  else
+    FAILED=$((FAILED + 1))
+    echo "FAIL $name (exit $code)"
+    echo "  stdout: $(head -c 400 "$tmp/out")"
+    echo "  stderr: $(head -c 400 "$tmp/err")"
+  fi
+}
+
+check act-result 0 '^3$' '' -- act --plugin math '{"topic":"math","cmd":"add","a":1,"b":2}'
+check act-timeout-flag 0 '^0.5$' '' -- act --timeout 300 --plugin math '{"topic":"math","cmd":"div","a":1,"b":2}'
+check act-handler-error nonzero '' '"name":"MathError".*"message":"division by zero"|"message":"division by zero".*"name":"MathError"' -- act --plugin math '{"topic":"math","cmd":"div","a":1,"b":0}'
+check act-not-found nonzero '' 'PatternNotFound' -- act --plugin math '{"topic":"math","cmd":"pow"}'
+check act-no-responders nonzero '' 'TransportError' -- act '{"topic":"nobody"}'
+check act-bad-json 2 '' 'not a JSON object' -- act '{"topic":'
+check act-unknown-plugin nonzero '' 'libswitchboard-nosuch' -- act --plugin nosuch '{"topic":"math"}'
+check act-bad-scheme nonzero '' 'scheme' -- act --url 'bogus://x' '{"topic":"math"}'
+
+cat >"$tmp/bad.yaml" <<'YAML'
+transports:
+  bus: { type: inproc, url: "inproc://x" }
+runtime:
+  transport: bus
+  timeout_ms: "soon"
+YAML
+check config-error-names-file-line-key nonzero '' 'bad.yaml:5:[0-9]+: runtime.timeout_ms' -- act --config "$tmp/bad.yaml" '{"topic":"math"}'
+
+cat >"$tmp/good.yaml" <<'YAML'
+transports:
+  bus: { type: inproc, url: "inproc://cli" }
+runtime: { transport: bus, timeout_ms: 500 }
+plugins:
+  - math
+YAML
+check act-with-config 0 '^42$' '' -- act --config "$tmp/good.yaml" '{"topic":"math","cmd":"mul","a":6,"b":7}'
+check plugins-list 0 'transport +inproc.*' '' -- plugins
+check plugins-list-math 0 'plugin +math +1\.0\.0 +1 ' '' -- plugins
+check version 0 '^switchboard [0-9]+\.[0-9]+\.[0-9]+ \(plugin ABI 1' '' -- version
+check pub-inproc 0 '' '' -- pub orders.new '{"id":1}'
+check pub-wildcard-refused nonzero '' 'orders\.\*' -- pub 'orders.*' '{"id":1}'
+
+echo "$PASSED passed, $FAILED failed"
+((FAILED == 0))
