@@ -10,6 +10,7 @@ void add_run_command(CLI::App& app, int& exit_code) {
   auto source = std::make_shared<Source>();
   source->quiet_level = "info";
   cmd->add_option("config", source->config_file, "YAML config file");
+  cmd->add_option("-c,--config", source->config_file, "YAML config file (same as the argument)");
   cmd->add_option("-u,--url", source->url, "transport URL");
   cmd->add_option("-p,--plugin", source->plugins, "runtime plugin to load");
   cmd->add_option("--plugin-path", source->plugin_path, "directory to search for plugins first");

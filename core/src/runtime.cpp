@@ -284,13 +284,35 @@ void Runtime::start_close(std::function<void()> done) {
     impl->close_done = std::move(done);
     // Stop taking new requests: queue groups move work to other members.
     for (auto& [key, service] : impl->services) service->subscription->unsubscribe();
+    // Work gets one default timeout to finish; a handler that never replies
+    // must not keep the process from stopping.
+    impl->close_timer = std::make_unique<asio::steady_timer>(impl->executor, impl->options.timeout);
+    impl->close_timer->async_wait([weak = std::weak_ptr<Impl>(impl)](std::error_code ec) {
+      if (auto rt = weak.lock(); rt && !ec) rt->force_close();
+    });
     impl->maybe_finish_close();
   });
+}
+
+void Runtime::Impl::force_close() {
+  if (closed) return;
+  spdlog::warn("close: gave up after {} ms on {} in-flight handler(s) and {} pending act(s)",
+               options.timeout.count(), inflight, pending.size());
+  std::vector<std::string> ids;
+  for (const auto& [id, p] : pending) ids.push_back(id);
+  for (const auto& id : ids) {
+    Response r;
+    r.error = Error(errc::closed, "the runtime closed before a reply arrived");
+    finish_act(id, make_error_code(errc::closed), std::move(r));
+  }
+  inflight = 0;  // late replies of abandoned handlers are dropped (see send_reply)
+  maybe_finish_close();
 }
 
 void Runtime::Impl::maybe_finish_close() {
   if (!closing || closed || inflight > 0 || !pending.empty()) return;
   closed = true;
+  if (close_timer) close_timer->cancel();
   for (const auto& hook : hooks.on_close) {
     try {
       hook();

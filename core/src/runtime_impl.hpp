@@ -87,6 +87,7 @@ struct Runtime::Impl : std::enable_shared_from_this<Runtime::Impl> {
   bool closing = false;
   bool closed = false;
   std::function<void()> close_done;
+  std::unique_ptr<asio::steady_timer> close_timer;
 
   std::map<std::string, std::unique_ptr<ServiceSubscription>> services;  // by topic + queue
   // Global add id -> (service key, router id).
@@ -120,6 +121,7 @@ struct Runtime::Impl : std::enable_shared_from_this<Runtime::Impl> {
   // runtime.cpp
   void report_error(const Error& error);
   void maybe_finish_close();
+  void force_close();
   std::error_code publish_bytes(const std::string& subject, std::string bytes,
                                 const std::string& reply_to);
 };

@@ -136,6 +136,11 @@ void Runtime::Impl::run_handler(const std::shared_ptr<CallState>& state, AddEntr
 
 void Runtime::Impl::send_reply(const std::shared_ptr<CallState>& state, Json result,
                                std::optional<Error> error, bool final_message) {
+  if (closed) {
+    spdlog::warn("handler for {} replied after close gave up on it; reply dropped",
+                 state->request.trace.method);
+    return;
+  }
   if (state->finished) {
     spdlog::warn("handler for {} replied after it had finished; reply ignored",
                  state->request.trace.method);

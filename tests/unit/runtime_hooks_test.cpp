@@ -74,6 +74,25 @@ TEST_F(RuntimeHooks, MiddlewareAndPreHandlerCanReject) {
             "Maintenance");
 }
 
+TEST_F(RuntimeHooks, PlainPublishSubscribeWithWildcardsAndQueueGroups) {
+  std::vector<std::string> star, rest;
+  int q1 = 0, q2 = 0;
+  ASSERT_FALSE(rt().subscribe("orders.*", "", [&](const Message& m) { star.push_back(m.subject); }));
+  ASSERT_FALSE(rt().subscribe("orders.>", "", [&](const Message& m) { rest.push_back(m.subject); }));
+  Runtime::SubscriptionId id = 0;
+  ASSERT_FALSE(rt().subscribe("orders.new", "g", [&](const Message&) { ++q1; }, &id));
+  ASSERT_FALSE(rt().subscribe("orders.new", "g", [&](const Message&) { ++q2; }));
+  ASSERT_FALSE(rt().publish("orders.new", {{"id", 1}}));
+  ASSERT_FALSE(rt().publish("orders.eu.new", {{"id", 2}}));
+  ASSERT_TRUE(test::run_until(io, [&] { return rest.size() == 2; }));
+  test::settle(io);
+  EXPECT_EQ(star, (std::vector<std::string>{"orders.new"}));
+  EXPECT_EQ(q1 + q2, 1);
+  rt().unsubscribe(id);
+  EXPECT_EQ(rt().publish("orders.*", {{"id", 3}}), errc::invalid_argument);
+  EXPECT_EQ(rt().subscribe("orders..x", "", [](const Message&) {}), errc::invalid_argument);
+}
+
 TEST_F(RuntimeHooks, OnSendCanChangeTheResult) {
   rt().add({{"topic", "t"}}, [](Call&) { return 1; });
   rt().on_send([](Call&, Json& result, std::optional<Error>&) { result = result.get<int>() + 1; });
@@ -144,6 +163,27 @@ TEST_F(RuntimeHooks, CloseWaitsForInflightHandlers) {
   ASSERT_TRUE(test::run_until(io, [&] { return closed; }));
   EXPECT_TRUE(answered);
   EXPECT_THROW(rt().add({{"topic", "x"}}, [](Call&) { return 1; }), Error);
+}
+
+TEST_F(RuntimeHooks, CloseGivesUpOnAHandlerThatNeverReplies) {
+  auto app2 = test::start_app(io, test::unique_url(), {},
+                              [](Config& c) { c.runtime.timeout = std::chrono::milliseconds(100); });
+  auto& r2 = app2->runtime();
+  std::optional<Reply> held;
+  r2.add({{"topic", "stuck"}}, [&](Call&, Reply r) { held = r; });
+  std::error_code act_ec;
+  bool act_done = false, closed = false;
+  r2.act({{"topic", "stuck"}, {"timeout$", 60000}}, [&](std::error_code ec, Response) {
+    act_ec = ec;
+    act_done = true;
+  });
+  ASSERT_TRUE(test::run_until(io, [&] { return held.has_value(); }));
+  r2.close([&] { closed = true; });
+  ASSERT_TRUE(test::run_until(io, [&] { return closed; }, std::chrono::seconds(3)));
+  EXPECT_TRUE(act_done);
+  EXPECT_EQ(act_ec, errc::closed);
+  held->send("too late");  // dropped, no crash
+  EXPECT_EQ(r2.inflight_handlers(), 0u);
 }
 
 TEST_F(RuntimeHooks, CloseMovesQueueWorkToOtherMembers) {

@@ -64,5 +64,21 @@ check version 0 '^switchboard [0-9]+\.[0-9]+\.[0-9]+ \(plugin ABI 1' '' -- versi
 check pub-inproc 0 '' '' -- pub orders.new '{"id":1}'
 check pub-wildcard-refused nonzero '' 'orders\.\*' -- pub 'orders.*' '{"id":1}'
 
+check run-bad-config nonzero '' 'bad.yaml:5:[0-9]+: runtime.timeout_ms' -- run "$tmp/bad.yaml"
+
+# run serves until SIGTERM, then closes gracefully and exits 0.
+"$SB" run --config "$tmp/good.yaml" >"$tmp/run.out" 2>"$tmp/run.err" &
+pid=$!
+for _ in $(seq 100); do grep -q '^ready' "$tmp/run.out" && break; sleep 0.05; done
+kill -TERM "$pid"
+wait "$pid"
+code=$?
+if [[ $code -eq 0 ]] && grep -q '^ready' "$tmp/run.out" && grep -q 'closing' "$tmp/run.err"; then
+  PASSED=$((PASSED + 1))
+else
+  FAILED=$((FAILED + 1))
+  echo "FAIL run-sigterm (exit $code): $(cat "$tmp/run.out" "$tmp/run.err" | head -c 400)"
+fi
+
 echo "$PASSED passed, $FAILED failed"
 ((FAILED == 0))
