@@ -34,15 +34,16 @@ done
 build_target() {
   local args=(-S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DSWITCHBOARD_BUILD_BENCH=ON)
   if [[ ! -f $build/CMakeCache.txt ]] && command -v ninja >/dev/null; then args+=(-G Ninja); fi
+  mkdir -p "$build"
   log "configuring $build (Release)"
-  cmake "${args[@]}" >"$build.configure.log" 2>&1 || {
-    cat "$build.configure.log" >&2
+  cmake "${args[@]}" >"$build/bench-configure.log" 2>&1 || {
+    cat "$build/bench-configure.log" >&2
     die "cmake configure failed"
   }
   log "building $1"
-  cmake --build "$build" --target "$1" -j "$jobs" >"$build.build.log" 2>&1 || {
-    tail -50 "$build.build.log" >&2
-    die "build of $1 failed (log: $build.build.log)"
+  cmake --build "$build" --target "$1" -j "$jobs" >"$build/bench-build.log" 2>&1 || {
+    tail -50 "$build/bench-build.log" >&2
+    die "build of $1 failed (log: $build/bench-build.log)"
   }
 }
 
@@ -115,11 +116,11 @@ print()
 print(f"Router lookups per second, median of {repeats} runs "
       f"(CPU time; bloomrun {bloomrun_version} on node {node_version}, indexing: 'depth')")
 print()
-print("| patterns | switchboard lookups/s | bloomrun lookups/s | ratio |")
-print("| -------: | --------------------: | -----------------: | ----: |")
+print("| patterns | switchboard lookups/s | bloomrun lookups/s |  ratio |")
+print("| -------: | --------------------: | -----------------: | -----: |")
 for n in sizes:
     s, b = med(sb[n]), med(br[n])
-    print(f"| {n:>8,} | {fmt(s):>21} | {fmt(b):>18} | {s / b:>4.0f}x |")
+    print(f"| {n:>8,} | {fmt(s):>21} | {fmt(b):>18} | {s / b:>5.1f}x |")
 print()
 for n in sizes:
     print(f"  spread over runs at {n:,}: switchboard {fmt(min(sb[n]))}..{fmt(max(sb[n]))}, "
