@@ -1,11 +1,14 @@
 // Runtime: add/act/remove, publish/subscribe, hooks, plugins and close, over
 // one Transport and one Codec.
 //
-// Threading: the runtime's state lives on a strand of the executor it was
-// given. Public calls may come from any thread; they are dispatched onto the
-// strand. Handlers, hooks and subscription callbacks run on that strand.
-// Completion tokens complete on their associated executor (the strand when
-// the token has none).
+// Threading: the runtime's state lives on the executor it was given, which
+// must run one handler at a time (a strand, or an io_context run by one
+// thread; App gives it a strand). act(), act_stream() and close() may be
+// called from any thread: they are dispatched onto that executor. The other
+// calls (add, remove, use, hooks, publish, subscribe) must be made on the
+// executor, or before it runs. Handlers, hooks and subscription callbacks run
+// on it. Completion tokens complete on their associated executor (the
+// runtime's executor when the token has none).
 //
 // Async results use the signature void(std::error_code, Response): with a
 // callback you get both, with asio::use_future a
