@@ -14,8 +14,8 @@ namespace {
 void print_result(const char* label, std::error_code ec, const Response& r) {
   if (ec) {
     std::string code = r.error->code().is_null() ? "" : " (code " + r.error->code().dump() + ")";
-    std::printf("  %-24s -> %s: %s%s\n", label, r.error->name().c_str(),
-                r.error->message().c_str(), code.c_str());
+    std::printf("  %-24s -> %s: %s%s\n", label, r.error->name().c_str(), r.error->message().c_str(),
+                code.c_str());
   } else {
     std::printf("  %-24s -> %s   [trace %s, %.2f ms]\n", label, r.result.dump().c_str(),
                 r.trace.trace_id.c_str(), r.trace.duration);
@@ -31,7 +31,8 @@ int main(int argc, char** argv) {
   App app(io, std::move(config));
   app.start();
   Runtime& rt = app.runtime();
-  std::printf("switchboard demo: transport %s, plugins:", app.config().runtime_transport().url.c_str());
+  std::printf("switchboard demo: transport %s, plugins:",
+              app.config().runtime_transport().url.c_str());
   for (const auto& p : rt.plugins()) std::printf(" %s %s", p->name().c_str(), p->version().c_str());
   std::printf("\n\nrequest/reply through the math plugin:\n");
 
@@ -56,7 +57,7 @@ int main(int argc, char** argv) {
     const char* label;
     Json pattern;
   };
-  auto steps = std::make_shared<std::vector<Step>>(std::vector<Step>{
+  const std::vector<Step> steps{
       {"add 1 + 2", {{"topic", "math"}, {"cmd", "add"}, {"a", 1}, {"b", 2}}},
       {"sub 10 - 4", {{"topic", "math"}, {"cmd", "sub"}, {"a", 10}, {"b", 4}}},
       {"mul 6 * 7", {{"topic", "math"}, {"cmd", "mul"}, {"a", 6}, {"b", 7}}},
@@ -64,14 +65,13 @@ int main(int argc, char** argv) {
       {"div 1 / 0 (an error)", {{"topic", "math"}, {"cmd", "div"}, {"a", 1}, {"b", 0}}},
       {"add 1 + \"x\" (invalid)", {{"topic", "math"}, {"cmd", "add"}, {"a", 1}, {"b", "x"}}},
       {"pow 2 ^ 8 (no handler)", {{"topic", "math"}, {"cmd", "pow"}, {"a", 2}, {"b", 8}}},
-  });
+  };
   // Run the steps one after another, then the fan-out, then close.
-  auto next = std::make_shared<std::function<void(std::size_t)>>();
-  *next = [&, steps, next](std::size_t i) {
-    if (i < steps->size()) {
-      rt.act((*steps)[i].pattern, [&, steps, next, i](std::error_code ec, Response r) {
-        print_result((*steps)[i].label, ec, r);
-        (*next)(i + 1);
+  std::function<void(std::size_t)> next = [&](std::size_t i) {
+    if (i < steps.size()) {
+      rt.act(steps[i].pattern, [&, i](std::error_code ec, Response r) {
+        print_result(steps[i].label, ec, r);
+        next(i + 1);
       });
       return;
     }
@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
     rt.act({{"topic", "news"}, {"pubsub$", true}, {"headline", "switchboard is up"}},
            [](std::error_code, Response) {});
   };
-  (*next)(0);
+  next(0);
   io.run_for(std::chrono::seconds(10));
   for (auto& s : subscribers) s->runtime().close([] {});
   io.run_for(std::chrono::seconds(2));

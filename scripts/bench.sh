@@ -31,12 +31,19 @@ for tool in cmake node npm python3; do
   command -v "$tool" >/dev/null || die "$tool not found (scripts/install-deps.sh installs it)"
 done
 
+# The `release` preset (./build-release) unless BENCH_BUILD_DIR says
+# otherwise; then plain cmake, Release.
 build_target() {
-  local args=(-S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DSWITCHBOARD_BUILD_BENCH=ON)
-  if [[ ! -f $build/CMakeCache.txt ]] && command -v ninja >/dev/null; then args+=(-G Ninja); fi
+  local args
+  if [[ -z ${BENCH_BUILD_DIR:-} ]] && grep -q '"name": "release"' "$root/CMakePresets.json" 2>/dev/null; then
+    args=(--preset release -DSWITCHBOARD_BUILD_BENCH=ON)
+  else
+    args=(-S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DSWITCHBOARD_BUILD_BENCH=ON)
+    if [[ ! -f $build/CMakeCache.txt ]] && command -v ninja >/dev/null; then args+=(-G Ninja); fi
+  fi
   mkdir -p "$build"
   log "configuring $build (Release)"
-  cmake "${args[@]}" >"$build/bench-configure.log" 2>&1 || {
+  (cd "$root" && cmake "${args[@]}") >"$build/bench-configure.log" 2>&1 || {
     cat "$build/bench-configure.log" >&2
     die "cmake configure failed"
   }

@@ -1,7 +1,6 @@
 #include "switchboard/pattern_router.hpp"
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
