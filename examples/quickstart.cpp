@@ -13,7 +13,8 @@ int main() {
   Runtime& rt = app.runtime();
 
   // A service: scalar properties route; `a` and `b` are a payload schema.
-  rt.add({{"topic", "math"}, {"cmd", "add"},
+  rt.add({{"topic", "math"},
+          {"cmd", "add"},
           {"a", {{"type", "integer"}, {"required", true}}},
           {"b", {{"type", "integer"}, {"required", true}}}},
          [](Call& call) -> Json {

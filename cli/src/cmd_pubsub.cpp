@@ -59,7 +59,8 @@ void add_sub_command(CLI::App& app, int& exit_code) {
     auto& rt = app->runtime();
     auto ec = rt.subscribe(*subject, *queue, [&](const Message& m) {
       Json data = Json::parse(m.data.view(), nullptr, false);
-      Json line = {{"subject", m.subject}, {"data", data.is_discarded() ? Json(m.data.view()) : data}};
+      Json line = {{"subject", m.subject},
+                   {"data", data.is_discarded() ? Json(m.data.view()) : data}};
       std::cout << line.dump() << std::endl;
       if (*count > 0 && ++seen == *count) rt.close([] {});
     });

@@ -6,7 +6,9 @@
 namespace switchboard {
 namespace {
 
-bool ends_with_dollar(const std::string& key) { return !key.empty() && key.back() == '$'; }
+bool ends_with_dollar(const std::string& key) {
+  return !key.empty() && key.back() == '$';
+}
 
 bool read_int(const Json& v, int& out) {
   if (!v.is_number()) return false;

@@ -20,9 +20,9 @@ struct DollarOptions {
   Json meta = Json::object();
   Json delegate = Json::object();
   Json context = Json::object();
-  Json trace;                 // trace$ as given, or null
-  std::string request_id;     // requestId$
-  std::string queue;          // queue$ (add only)
+  Json trace;              // trace$ as given, or null
+  std::string request_id;  // requestId$
+  std::string queue;       // queue$ (add only)
 };
 
 // Splits `pattern` into what travels (no key ending in '$') and the options.

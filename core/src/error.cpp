@@ -10,19 +10,32 @@ class SwitchboardCategory final : public std::error_category {
   const char* name() const noexcept override { return "switchboard"; }
   std::string message(int ev) const override {
     switch (static_cast<errc>(ev)) {
-      case errc::ok: return "success";
-      case errc::timeout: return "timed out waiting for a reply";
-      case errc::pattern_not_found: return "no action found for this pattern";
-      case errc::response_error: return "the remote handler failed";
-      case errc::payload_validation: return "payload does not fit the pattern's schema";
-      case errc::parse_error: return "message could not be decoded";
-      case errc::max_recursion: return "maximum recursion depth exceeded";
-      case errc::transport_error: return "transport error";
-      case errc::no_responders: return "no responders on the subject";
-      case errc::payload_too_large: return "payload larger than the transport's maximum";
-      case errc::closed: return "closed";
-      case errc::invalid_argument: return "invalid argument";
-      case errc::plugin_error: return "plugin error";
+      case errc::ok:
+        return "success";
+      case errc::timeout:
+        return "timed out waiting for a reply";
+      case errc::pattern_not_found:
+        return "no action found for this pattern";
+      case errc::response_error:
+        return "the remote handler failed";
+      case errc::payload_validation:
+        return "payload does not fit the pattern's schema";
+      case errc::parse_error:
+        return "message could not be decoded";
+      case errc::max_recursion:
+        return "maximum recursion depth exceeded";
+      case errc::transport_error:
+        return "transport error";
+      case errc::no_responders:
+        return "no responders on the subject";
+      case errc::payload_too_large:
+        return "payload larger than the transport's maximum";
+      case errc::closed:
+        return "closed";
+      case errc::invalid_argument:
+        return "invalid argument";
+      case errc::plugin_error:
+        return "plugin error";
     }
     return "unknown switchboard error";
   }
@@ -62,7 +75,9 @@ const std::error_category& category() noexcept {
   return instance;
 }
 
-std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), category()}; }
+std::error_code make_error_code(errc e) noexcept {
+  return {static_cast<int>(e), category()};
+}
 
 const char* error_name(errc e) noexcept {
   for (const auto& entry : kNames) {
@@ -117,7 +132,8 @@ Json Error::to_json() const {
 }
 
 Error Error::from_json(const Json& j) {
-  if (!j.is_object()) return Error(errc::response_error, j.is_string() ? j.get<std::string>() : j.dump());
+  if (!j.is_object())
+    return Error(errc::response_error, j.is_string() ? j.get<std::string>() : j.dump());
   auto text = [&](const char* key, const char* fallback) {
     auto it = j.find(key);
     return it != j.end() && it->is_string() ? it->get<std::string>() : std::string(fallback);
@@ -128,8 +144,8 @@ Error Error::from_json(const Json& j) {
   if (auto it = j.find("hops"); it != j.end() && it->is_array()) {
     for (const auto& h : *it) {
       if (!h.is_object()) continue;
-      e.hops_.push_back({h.value("service", ""), h.value("method", ""), h.value("app", ""),
-                         h.value("ts", 0.0)});
+      e.hops_.push_back(
+          {h.value("service", ""), h.value("method", ""), h.value("app", ""), h.value("ts", 0.0)});
     }
   }
   return e;

@@ -6,9 +6,9 @@
 namespace switchboard {
 namespace {
 
-const std::set<std::string> kKeywords = {"type",      "required", "min",     "max",
-                                         "minLength", "maxLength", "enum",   "pattern",
-                                         "properties", "items",    "description"};
+const std::set<std::string> kKeywords = {"type",       "required",  "min",        "max",
+                                         "minLength",  "maxLength", "enum",       "pattern",
+                                         "properties", "items",     "description"};
 
 std::string type_of(const Json& v) {
   if (v.is_number_integer()) return "integer";
@@ -19,7 +19,8 @@ std::string type_of(const Json& v) {
 bool has_type(const Json& v, const std::string& type) {
   if (type == "number") return v.is_number();
   if (type == "integer") {
-    return v.is_number_integer() || (v.is_number_float() && v.get<double>() == static_cast<long long>(v.get<double>()));
+    return v.is_number_integer() ||
+           (v.is_number_float() && v.get<double>() == static_cast<long long>(v.get<double>()));
   }
   if (type == "string") return v.is_string();
   if (type == "boolean") return v.is_boolean();
@@ -71,21 +72,26 @@ std::optional<std::string> validate_one(const std::string& path, const Json& sch
     if (t->is_string()) {
       ok = has_type(v, t->get<std::string>());
     } else {
-      for (const auto& one : *t) ok = ok || (one.is_string() && has_type(v, one.get<std::string>()));
+      for (const auto& one : *t)
+        ok = ok || (one.is_string() && has_type(v, one.get<std::string>()));
     }
     if (!ok) return path + ": expected " + t->dump() + ", got " + type_of(v);
   }
   if (v.is_number()) {
-    if (auto m = schema.find("min"); m != schema.end() && m->is_number() && v.get<double>() < m->get<double>())
+    if (auto m = schema.find("min");
+        m != schema.end() && m->is_number() && v.get<double>() < m->get<double>())
       return path + ": must be at least " + m->dump();
-    if (auto m = schema.find("max"); m != schema.end() && m->is_number() && v.get<double>() > m->get<double>())
+    if (auto m = schema.find("max");
+        m != schema.end() && m->is_number() && v.get<double>() > m->get<double>())
       return path + ": must be at most " + m->dump();
   }
   if (v.is_string() || v.is_array()) {
     auto size = v.is_string() ? v.get_ref<const std::string&>().size() : v.size();
-    if (auto m = schema.find("minLength"); m != schema.end() && m->is_number() && size < m->get<std::size_t>())
+    if (auto m = schema.find("minLength");
+        m != schema.end() && m->is_number() && size < m->get<std::size_t>())
       return path + ": length must be at least " + m->dump();
-    if (auto m = schema.find("maxLength"); m != schema.end() && m->is_number() && size > m->get<std::size_t>())
+    if (auto m = schema.find("maxLength");
+        m != schema.end() && m->is_number() && size > m->get<std::size_t>())
       return path + ": length must be at most " + m->dump();
   }
   if (auto e = schema.find("enum"); e != schema.end() && e->is_array()) {

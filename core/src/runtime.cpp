@@ -10,15 +10,33 @@ namespace switchboard {
 
 // ---- Call and Reply -------------------------------------------------------
 
-const Json& Call::pattern() const { return state_->request.pattern; }
-Json& Call::meta() { return state_->request.meta; }
-const Json& Call::delegate() const { return state_->request.delegate; }
-Json& Call::context() { return state_->context; }
-const Trace& Call::trace() const { return state_->request.trace; }
-const std::string& Call::request_id() const { return state_->request.request_id; }
-int Call::depth() const { return state_->request.depth; }
-Runtime& Call::runtime() const { return *state_->runtime; }
-std::shared_ptr<CallState> Call::share() const { return state_->shared_from_this(); }
+const Json& Call::pattern() const {
+  return state_->request.pattern;
+}
+Json& Call::meta() {
+  return state_->request.meta;
+}
+const Json& Call::delegate() const {
+  return state_->request.delegate;
+}
+Json& Call::context() {
+  return state_->context;
+}
+const Trace& Call::trace() const {
+  return state_->request.trace;
+}
+const std::string& Call::request_id() const {
+  return state_->request.request_id;
+}
+int Call::depth() const {
+  return state_->request.depth;
+}
+Runtime& Call::runtime() const {
+  return *state_->runtime;
+}
+std::shared_ptr<CallState> Call::share() const {
+  return state_->shared_from_this();
+}
 
 void Reply::send(Json result) const {
   state_->rt->send_reply(state_, std::move(result), std::nullopt, true);
@@ -29,7 +47,9 @@ void Reply::next(Json result) const {
 void Reply::fail(Error error) const {
   state_->rt->send_reply(state_, nullptr, std::move(error), true);
 }
-Call& Reply::call() const { return state_->call; }
+Call& Reply::call() const {
+  return state_->call;
+}
 
 AddHandle& AddHandle::use(Middleware middleware) {
   if (rt_) rt_->add_middleware(id_, std::move(middleware));
@@ -81,22 +101,35 @@ std::error_code Runtime::start() {
   return {};
 }
 
-const RuntimeOptions& Runtime::options() const { return impl_->options; }
-asio::any_io_executor Runtime::executor() const { return impl_->executor; }
-asio::any_io_executor Runtime::strand_executor() const { return impl_->executor; }
-Transport& Runtime::transport() const { return *impl_->transport; }
-const Codec& Runtime::codec() const { return *impl_->codec; }
-std::size_t Runtime::pending_requests() const { return impl_->pending.size(); }
-std::size_t Runtime::inflight_handlers() const { return impl_->inflight; }
+const RuntimeOptions& Runtime::options() const {
+  return impl_->options;
+}
+asio::any_io_executor Runtime::executor() const {
+  return impl_->executor;
+}
+asio::any_io_executor Runtime::strand_executor() const {
+  return impl_->executor;
+}
+Transport& Runtime::transport() const {
+  return *impl_->transport;
+}
+const Codec& Runtime::codec() const {
+  return *impl_->codec;
+}
+std::size_t Runtime::pending_requests() const {
+  return impl_->pending.size();
+}
+std::size_t Runtime::inflight_handlers() const {
+  return impl_->inflight;
+}
 
-void Runtime::start_act(std::shared_ptr<CallState> parent, Json pattern,
-                        StreamCallback on_message, ActCompletion done) {
-  asio::dispatch(impl_->executor, [impl = impl_, parent = std::move(parent),
-                                   pattern = std::move(pattern),
-                                   on_message = std::move(on_message),
-                                   done = std::move(done)]() mutable {
-    impl->act(std::move(parent), std::move(pattern), std::move(on_message), std::move(done));
-  });
+void Runtime::start_act(std::shared_ptr<CallState> parent, Json pattern, StreamCallback on_message,
+                        ActCompletion done) {
+  asio::dispatch(
+      impl_->executor, [impl = impl_, parent = std::move(parent), pattern = std::move(pattern),
+                        on_message = std::move(on_message), done = std::move(done)]() mutable {
+        impl->act(std::move(parent), std::move(pattern), std::move(on_message), std::move(done));
+      });
 }
 
 AddHandle Runtime::add_sync(Json pattern, SyncHandler handler) {
@@ -162,9 +195,13 @@ void Runtime::use(std::shared_ptr<RuntimePlugin> plugin, const Json& options) {
   spdlog::debug("plugin {} {} registered", name, impl_->plugins.back()->version());
 }
 
-std::vector<std::shared_ptr<RuntimePlugin>> Runtime::plugins() const { return impl_->plugins; }
+std::vector<std::shared_ptr<RuntimePlugin>> Runtime::plugins() const {
+  return impl_->plugins;
+}
 
-void Runtime::on_act(std::function<void(ActInfo&)> h) { impl_->hooks.on_act.push_back(std::move(h)); }
+void Runtime::on_act(std::function<void(ActInfo&)> h) {
+  impl_->hooks.on_act.push_back(std::move(h));
+}
 void Runtime::on_act_finished(std::function<void(const ActInfo&, const Response&)> h) {
   impl_->hooks.on_act_finished.push_back(std::move(h));
 }
@@ -183,8 +220,12 @@ void Runtime::on_response(std::function<void(Call&)> h) {
 void Runtime::on_error(std::function<void(const Error&)> h) {
   impl_->hooks.on_error.push_back(std::move(h));
 }
-void Runtime::on_add(std::function<void(const Json&)> h) { impl_->hooks.on_add.push_back(std::move(h)); }
-void Runtime::on_close(std::function<void()> h) { impl_->hooks.on_close.push_back(std::move(h)); }
+void Runtime::on_add(std::function<void(const Json&)> h) {
+  impl_->hooks.on_add.push_back(std::move(h));
+}
+void Runtime::on_close(std::function<void()> h) {
+  impl_->hooks.on_close.push_back(std::move(h));
+}
 
 void Runtime::Impl::report_error(const Error& error) {
   for (const auto& hook : hooks.on_error) {

@@ -15,8 +15,8 @@ Response error_response(Error error) {
 
 }  // namespace
 
-void Runtime::Impl::act(std::shared_ptr<CallState> parent, Json pattern,
-                        StreamCallback on_message, ActCompletion done) {
+void Runtime::Impl::act(std::shared_ptr<CallState> parent, Json pattern, StreamCallback on_message,
+                        ActCompletion done) {
   auto fail = [&](Error error) {
     report_error(error);
     auto ec = error.error_code();
@@ -33,8 +33,8 @@ void Runtime::Impl::act(std::shared_ptr<CallState> parent, Json pattern,
   }
   auto topic = info.pattern.find("topic");
   if (topic == info.pattern.end() || !topic->is_string() || topic->get<std::string>().empty()) {
-    return fail(Error(errc::invalid_argument, "act pattern needs a non-empty string 'topic': " +
-                                                  info.pattern.dump()));
+    return fail(Error(errc::invalid_argument,
+                      "act pattern needs a non-empty string 'topic': " + info.pattern.dump()));
   }
 
   // Inheritance from the call this act is nested in.
@@ -87,7 +87,8 @@ void Runtime::Impl::act(std::shared_ptr<CallState> parent, Json pattern,
     auto ec = publish_bytes(info.trace.service, std::move(bytes), "");
     Response r;
     r.trace = info.trace;
-    if (ec) r.error = Error(errc::transport_error, ec.message() + " on '" + info.trace.service + "'");
+    if (ec)
+      r.error = Error(errc::transport_error, ec.message() + " on '" + info.trace.service + "'");
     for (const auto& hook : hooks.on_act_finished) hook(info, r);
     if (r.error) report_error(*r.error);
     return done(ec, std::move(r));
@@ -114,8 +115,8 @@ void Runtime::Impl::act(std::shared_ptr<CallState> parent, Json pattern,
 
   std::size_t size = bytes.size();
   if (auto ec = publish_bytes(subject, std::move(bytes), inbox_prefix + id)) {
-    errc kind = ec == make_error_code(errc::no_responders) ? errc::no_responders
-                                                           : errc::transport_error;
+    errc kind =
+        ec == make_error_code(errc::no_responders) ? errc::no_responders : errc::transport_error;
     std::string message = "publish to '" + subject + "' failed: " + ec.message();
     if (kind == errc::no_responders) message = "no responders on '" + subject + "'";
     if (ec == make_error_code(errc::payload_too_large)) {
@@ -181,8 +182,7 @@ void Runtime::Impl::on_act_timeout(const std::string& id) {
   auto it = pending.find(id);
   if (it == pending.end()) return;
   PendingAct& p = *it->second;
-  bool stream_ended_normally =
-      p.received > 0 && p.expected_messages == 0 && p.max_messages != 0;
+  bool stream_ended_normally = p.received > 0 && p.expected_messages == 0 && p.max_messages != 0;
   if (stream_ended_normally) {
     std::error_code ec = p.last.error ? p.last.error->error_code() : std::error_code();
     return finish_act(id, ec, std::move(p.last));

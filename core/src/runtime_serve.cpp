@@ -82,7 +82,8 @@ void Runtime::Impl::on_service_message(ServiceSubscription& service, Message msg
   Json j;
   std::string why;
   if (auto ec = codec->decode(msg.data.view(), j, why)) {
-    spdlog::warn("request on '{}' dropped: cannot decode ({}: {})", msg.subject, codec->name(), why);
+    spdlog::warn("request on '{}' dropped: cannot decode ({}: {})", msg.subject, codec->name(),
+                 why);
     state->request.type = msg.reply_to.empty() ? "pubsub" : "request";
     ++inflight;
     return send_reply(state, nullptr, Error(errc::parse_error, "cannot decode request: " + why),
@@ -150,8 +151,8 @@ void Runtime::Impl::send_reply(const std::shared_ptr<CallState>& state, Json res
   if (auto err = run_hooks(hooks.on_send, call, result, error)) error = std::move(err);
   if (error) {
     result = nullptr;
-    error->add_hop({state->request.trace.service, state->request.trace.method, options.name,
-                    now_ms()});
+    error->add_hop(
+        {state->request.trace.service, state->request.trace.method, options.name, now_ms()});
     report_error(*error);
   }
   if (!state->reply_to.empty()) {
@@ -163,16 +164,16 @@ void Runtime::Impl::send_reply(const std::shared_ptr<CallState>& state, Json res
     } catch (const std::exception& e) {
       // A result the codec cannot carry becomes an error reply, not a lost one.
       Error encode_error(errc::parse_error, std::string("reply could not be encoded: ") + e.what());
-      bytes = codec->encode(encode_reply(state->request.meta, state->request.trace,
-                                         state->request, nullptr, encode_error.to_json()));
+      bytes = codec->encode(encode_reply(state->request.meta, state->request.trace, state->request,
+                                         nullptr, encode_error.to_json()));
     }
     if (auto ec = publish_bytes(state->reply_to, std::move(bytes), "")) {
       spdlog::warn("reply to {} for {} not sent: {}", state->reply_to, state->request.trace.method,
                    ec.message());
     }
   } else if (error) {
-    spdlog::warn("pubsub handler for {} failed: {}: {}", state->request.trace.method,
-                 error->name(), error->message());
+    spdlog::warn("pubsub handler for {} failed: {}: {}", state->request.trace.method, error->name(),
+                 error->message());
   }
   run_hooks(hooks.on_response, call);
   if (final_message) {

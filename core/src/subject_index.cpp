@@ -26,8 +26,7 @@ void for_each_token(std::string_view s, F&& f) {
 
 }  // namespace
 
-std::error_code validate_subject(std::string_view subject, bool allow_wildcards,
-                                 std::string& why) {
+std::error_code validate_subject(std::string_view subject, bool allow_wildcards, std::string& why) {
   if (subject.empty()) {
     why = "subject is empty";
     return make_error_code(errc::invalid_argument);
@@ -79,9 +78,7 @@ struct SubjectIndex::Impl {
     std::unique_ptr<Node> star;
     std::vector<Id> here;  // subscriptions whose filter ends at this node
     std::vector<Id> rest;  // subscriptions whose filter continues with '>'
-    bool empty() const {
-      return literal.empty() && !star && here.empty() && rest.empty();
-    }
+    bool empty() const { return literal.empty() && !star && here.empty() && rest.empty(); }
   };
   struct Entry {
     std::string filter;
@@ -182,7 +179,9 @@ bool SubjectIndex::erase(Id id) {
   return true;
 }
 
-std::size_t SubjectIndex::size() const noexcept { return impl_->entries.size(); }
+std::size_t SubjectIndex::size() const noexcept {
+  return impl_->entries.size();
+}
 
 void SubjectIndex::match(std::string_view subject, std::vector<Id>& out) {
   std::vector<Id> all;

@@ -7,8 +7,11 @@
 namespace switchboard {
 
 Json Trace::to_json() const {
-  Json j = {{"traceId", trace_id}, {"spanId", span_id}, {"timestamp", timestamp},
-            {"service", service}, {"method", method}};
+  Json j = {{"traceId", trace_id},
+            {"spanId", span_id},
+            {"timestamp", timestamp},
+            {"service", service},
+            {"method", method}};
   if (!parent_span_id.empty()) j["parentSpanId"] = parent_span_id;
   if (duration > 0) j["duration"] = duration;
   return j;

@@ -19,7 +19,9 @@ Json as_number(double value) {
   return value;
 }
 
-double operand(const Call& c, const char* key) { return c.pattern().at(key).get<double>(); }
+double operand(const Call& c, const char* key) {
+  return c.pattern().at(key).get<double>();
+}
 
 class MathPlugin final : public RuntimePlugin {
  public:

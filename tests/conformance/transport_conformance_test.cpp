@@ -67,7 +67,8 @@ class Conformance : public ::testing::Test {
     for (auto& t : opened) {
       bool closed = false;
       t->close([&] { closed = true; });
-      test::run_until(io, [&] { return closed; }, std::chrono::seconds(5));
+      test::run_until(
+          io, [&] { return closed; }, std::chrono::seconds(5));
     }
   }
 
@@ -140,7 +141,8 @@ TEST_F(Conformance, QueueGroupDeliversEachMessageToExactlyOneMember) {
   for (int i = 0; i < kMessages; ++i) {
     ASSERT_FALSE(pub->publish(message(prefix + ".work", std::to_string(i))));
   }
-  ASSERT_TRUE(test::run_until(io, [&] { return plain == kMessages && deliveries.size() == kMessages; }));
+  ASSERT_TRUE(
+      test::run_until(io, [&] { return plain == kMessages && deliveries.size() == kMessages; }));
   test::settle(io, std::chrono::milliseconds(settle_ms()));
   for (const auto& [msg, times] : deliveries) EXPECT_EQ(times, 1) << "message " << msg;
   for (int i = 0; i < kMembers; ++i) EXPECT_GT(per_member[i], 0) << "member " << i << " got none";
@@ -165,7 +167,8 @@ TEST_F(Conformance, ActRoundTripAndTimeoutThroughTheRuntime) {
   auto client = test::start_app(io, url);
   service->runtime().add({{"topic", prefix + "-silent"}}, [](Call&, Reply) {});
   test::settle(io, std::chrono::milliseconds(settle_ms()));
-  auto r = test::act(io, client->runtime(), {{"topic", "math"}, {"cmd", "add"}, {"a", 2}, {"b", 3}});
+  auto r =
+      test::act(io, client->runtime(), {{"topic", "math"}, {"cmd", "add"}, {"a", 2}, {"b", 3}});
   ASSERT_FALSE(r.ec) << r.ec.message();
   EXPECT_EQ(r.response.result, 5);
   auto t = test::act(io, client->runtime(), {{"topic", prefix + "-silent"}, {"timeout$", 200}});
@@ -196,7 +199,8 @@ TEST_F(Conformance, MessagesFromOnePublisherArriveInOrder) {
   auto s = subscribe(*sub, prefix + ".seq", "",
                      [&](Message m) { got.push_back(std::stoi(std::string(m.data.view()))); });
   constexpr int kCount = 2000;
-  for (int i = 0; i < kCount; ++i) ASSERT_FALSE(pub->publish(message(prefix + ".seq", std::to_string(i))));
+  for (int i = 0; i < kCount; ++i)
+    ASSERT_FALSE(pub->publish(message(prefix + ".seq", std::to_string(i))));
   ASSERT_TRUE(test::run_until(io, [&] { return got.size() == kCount; }));
   for (int i = 0; i < kCount; ++i) ASSERT_EQ(got[i], i);
 }
@@ -233,8 +237,12 @@ TEST_F(Conformance, CloseDrainsWhatWasPublished) {
 TEST_F(Conformance, BadSubjectsAreRefused) {
   auto t = open();
   std::unique_ptr<Subscription> sub;
-  EXPECT_EQ(t->subscribe("", "", [](Message) {}, sub), errc::invalid_argument);
-  EXPECT_EQ(t->subscribe("a.>.b", "", [](Message) {}, sub), errc::invalid_argument);
+  EXPECT_EQ(t->subscribe(
+                "", "", [](Message) {}, sub),
+            errc::invalid_argument);
+  EXPECT_EQ(t->subscribe(
+                "a.>.b", "", [](Message) {}, sub),
+            errc::invalid_argument);
   EXPECT_EQ(t->publish(message("a.*", "m")), errc::invalid_argument);
   EXPECT_EQ(t->publish(message("a b", "m")), errc::invalid_argument);
 }

@@ -15,7 +15,9 @@
 namespace switchboard::test {
 
 // The build tree's plugin directory (set by tests/CMakeLists.txt).
-inline std::string plugin_dir() { return SWITCHBOARD_TEST_PLUGIN_DIR; }
+inline std::string plugin_dir() {
+  return SWITCHBOARD_TEST_PLUGIN_DIR;
+}
 
 // A bus name no other test uses.
 inline std::string unique_url(const std::string& scheme = "inproc://") {
@@ -63,7 +65,8 @@ inline ActResult act(asio::io_context& io, Runtime& rt, Json pattern) {
 }
 
 // Lets queued deliveries run (for asserting that nothing more arrives).
-inline void settle(asio::io_context& io, std::chrono::milliseconds d = std::chrono::milliseconds(50)) {
+inline void settle(asio::io_context& io,
+                   std::chrono::milliseconds d = std::chrono::milliseconds(50)) {
   io.restart();
   io.run_for(d);
 }

@@ -66,9 +66,9 @@ TEST(Envelope, DollarOptionsAreParsedAndChecked) {
   Json travels;
   DollarOptions o;
   std::string why;
-  ASSERT_TRUE(split_dollar_keys({{"topic", "t"}, {"timeout$", 10}, {"pubsub$", true},
-                                 {"maxMessages$", -1}, {"queue$", "q"}},
-                                travels, o, why));
+  ASSERT_TRUE(split_dollar_keys(
+      {{"topic", "t"}, {"timeout$", 10}, {"pubsub$", true}, {"maxMessages$", -1}, {"queue$", "q"}},
+      travels, o, why));
   EXPECT_EQ(travels, (Json{{"topic", "t"}}));
   EXPECT_EQ(o.timeout->count(), 10);
   EXPECT_TRUE(o.pubsub);
@@ -88,8 +88,10 @@ TEST(PayloadSchema, Keywords) {
   EXPECT_FALSE(validate_payload(schema, {{"n", 3}, {"tags", {"a"}}, {"color", "red"}}));
   EXPECT_EQ(*validate_payload(schema, {{"n", 1.5}}), "n: expected \"integer\", got number");
   EXPECT_EQ(*validate_payload(schema, {{"n", 11}}), "n: must be at most 10");
-  EXPECT_EQ(*validate_payload(schema, {{"tags", {"a", 1}}}), "tags[1]: expected \"string\", got integer");
-  EXPECT_EQ(*validate_payload(schema, {{"color", "green"}}), "color: must be one of [\"red\",\"blue\"]");
+  EXPECT_EQ(*validate_payload(schema, {{"tags", {"a", 1}}}),
+            "tags[1]: expected \"string\", got integer");
+  EXPECT_EQ(*validate_payload(schema, {{"color", "green"}}),
+            "color: must be one of [\"red\",\"blue\"]");
   EXPECT_EQ(*validate_payload(schema, {{"code", "ab"}}), "code: does not match \"^[A-Z]+$\"");
   EXPECT_EQ(*validate_payload(schema, {{"user", Json::object()}}), "user.id: is required");
   EXPECT_TRUE(check_schema_definition({{"x", {{"tpye", "string"}}}}));

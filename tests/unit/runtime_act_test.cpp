@@ -41,8 +41,8 @@ TEST_F(RuntimeAct, MostSpecificHandlerAnswers) {
 }
 
 TEST_F(RuntimeAct, InsertionOrderOptionPicksTheFirstAdded) {
-  auto app = test::start_app(io, test::unique_url(), {},
-                             [](Config& c) { c.runtime.order = "insertion"; });
+  auto app =
+      test::start_app(io, test::unique_url(), {}, [](Config& c) { c.runtime.order = "insertion"; });
   auto& rt = app->runtime();
   rt.add({{"topic", "t"}}, [](Call&) { return "first"; });
   rt.add({{"topic", "t"}, {"cmd", "x"}}, [](Call&) { return "second"; });
@@ -52,9 +52,8 @@ TEST_F(RuntimeAct, InsertionOrderOptionPicksTheFirstAdded) {
 TEST_F(RuntimeAct, AsyncHandlerRepliesLater) {
   svc().add({{"topic", "slow"}}, [this](Call& call, Reply reply) {
     auto timer = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(20));
-    timer->async_wait([timer, reply, a = call.pattern()["a"]](std::error_code) {
-      reply.send(a.get<int>() * 2);
-    });
+    timer->async_wait(
+        [timer, reply, a = call.pattern()["a"]](std::error_code) { reply.send(a.get<int>() * 2); });
   });
   auto r = act(io, cli(), {{"topic", "slow"}, {"a", 21}});
   ASSERT_FALSE(r.ec);
@@ -62,7 +61,8 @@ TEST_F(RuntimeAct, AsyncHandlerRepliesLater) {
 }
 
 TEST_F(RuntimeAct, RegexAndGlobValuesRoute) {
-  svc().add({{"topic", "users"}, {"cmd", glob("get*")}}, [](Call& c) { return c.pattern()["cmd"]; });
+  svc().add({{"topic", "users"}, {"cmd", glob("get*")}},
+            [](Call& c) { return c.pattern()["cmd"]; });
   svc().add({{"topic", "users"}, {"cmd", Json{{"$regex", "^del(ete)?$"}}}},
             [](Call&) { return "deleted"; });
   EXPECT_EQ(act(io, cli(), {{"topic", "users"}, {"cmd", "getAll"}}).response.result, "getAll");
@@ -225,12 +225,13 @@ TEST_F(RuntimeAct, ExpectedMessagesCollectsSeveralReplies) {
   std::vector<Json> got;
   bool done = false;
   std::error_code ec;
-  cli().act_stream({{"topic", "stream"}, {"expectedMessages$", 3}},
-                   [&](const Response& r) { got.push_back(r.result); },
-                   [&](std::error_code e, Response) {
-                     ec = e;
-                     done = true;
-                   });
+  cli().act_stream(
+      {{"topic", "stream"}, {"expectedMessages$", 3}},
+      [&](const Response& r) { got.push_back(r.result); },
+      [&](std::error_code e, Response) {
+        ec = e;
+        done = true;
+      });
   ASSERT_TRUE(test::run_until(io, [&] { return done; }));
   EXPECT_FALSE(ec);
   EXPECT_EQ(got, (std::vector<Json>{1, 2, 3}));
@@ -259,8 +260,9 @@ TEST_F(RuntimeAct, MaxMessagesStopsAfterTheLimit) {
   });
   int count = 0;
   bool done = false;
-  cli().act_stream({{"topic", "stream"}, {"maxMessages$", 2}}, [&](const Response&) { ++count; },
-                   [&](std::error_code, Response) { done = true; });
+  cli().act_stream(
+      {{"topic", "stream"}, {"maxMessages$", 2}}, [&](const Response&) { ++count; },
+      [&](std::error_code, Response) { done = true; });
   ASSERT_TRUE(test::run_until(io, [&] { return done; }));
   test::settle(io);
   EXPECT_EQ(count, 2);
@@ -275,12 +277,13 @@ TEST_F(RuntimeAct, UnboundedStreamEndsAtTheTimeoutAfterTheLastMessage) {
   int count = 0;
   bool done = false;
   std::error_code ec;
-  cli().act_stream({{"topic", "stream"}, {"maxMessages$", -1}, {"timeout$", 100}},
-                   [&](const Response&) { ++count; },
-                   [&](std::error_code e, Response) {
-                     ec = e;
-                     done = true;
-                   });
+  cli().act_stream(
+      {{"topic", "stream"}, {"maxMessages$", -1}, {"timeout$", 100}},
+      [&](const Response&) { ++count; },
+      [&](std::error_code e, Response) {
+        ec = e;
+        done = true;
+      });
   ASSERT_TRUE(test::run_until(io, [&] { return done; }));
   EXPECT_FALSE(ec);
   EXPECT_EQ(count, 2);

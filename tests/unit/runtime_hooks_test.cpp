@@ -27,10 +27,11 @@ TEST_F(RuntimeHooks, RunInHemerasOrder) {
   rt().on_response([&](Call&) { order.push_back("onResponse"); });
   rt().on_act_finished([&](const ActInfo&, const Response&) { order.push_back("onActFinished"); });
   rt().on_close([&] { order.push_back("onClose"); });
-  rt().add({{"topic", "t"}}, [&](Call&) {
-         order.push_back("handler");
-         return 1;
-       })
+  rt().add({{"topic", "t"}},
+           [&](Call&) {
+             order.push_back("handler");
+             return 1;
+           })
       .use([&](Call&) { order.push_back("middleware"); });
   act(io, rt(), {{"topic", "t"}});
   test::close(io, rt());
@@ -60,10 +61,9 @@ TEST_F(RuntimeHooks, OnActCanRewriteAndAbort) {
 
 TEST_F(RuntimeHooks, MiddlewareAndPreHandlerCanReject) {
   int handled = 0;
-  rt().add({{"topic", "t"}}, [&](Call&) { return ++handled; })
-      .use([](Call& c) {
-        if (!c.meta().contains("user")) throw Error("Unauthorized", "who are you?", 401);
-      });
+  rt().add({{"topic", "t"}}, [&](Call&) { return ++handled; }).use([](Call& c) {
+    if (!c.meta().contains("user")) throw Error("Unauthorized", "who are you?", 401);
+  });
   auto r = act(io, rt(), {{"topic", "t"}});
   EXPECT_EQ(r.response.error->name(), "Unauthorized");
   EXPECT_EQ(r.response.error->code(), 401);
@@ -77,10 +77,13 @@ TEST_F(RuntimeHooks, MiddlewareAndPreHandlerCanReject) {
 TEST_F(RuntimeHooks, PlainPublishSubscribeWithWildcardsAndQueueGroups) {
   std::vector<std::string> star, rest;
   int q1 = 0, q2 = 0;
-  ASSERT_FALSE(rt().subscribe("orders.*", "", [&](const Message& m) { star.push_back(m.subject); }));
-  ASSERT_FALSE(rt().subscribe("orders.>", "", [&](const Message& m) { rest.push_back(m.subject); }));
+  ASSERT_FALSE(
+      rt().subscribe("orders.*", "", [&](const Message& m) { star.push_back(m.subject); }));
+  ASSERT_FALSE(
+      rt().subscribe("orders.>", "", [&](const Message& m) { rest.push_back(m.subject); }));
   Runtime::SubscriptionId id = 0;
-  ASSERT_FALSE(rt().subscribe("orders.new", "g", [&](const Message&) { ++q1; }, &id));
+  ASSERT_FALSE(rt().subscribe(
+      "orders.new", "g", [&](const Message&) { ++q1; }, &id));
   ASSERT_FALSE(rt().subscribe("orders.new", "g", [&](const Message&) { ++q2; }));
   ASSERT_FALSE(rt().publish("orders.new", {{"id", 1}}));
   ASSERT_FALSE(rt().publish("orders.eu.new", {{"id", 2}}));
@@ -151,9 +154,8 @@ TEST_F(RuntimeHooks, CloseWaitsForInflightHandlers) {
   std::optional<Reply> held;
   rt().add({{"topic", "slow"}}, [&](Call&, Reply r) { held = r; });
   bool answered = false, closed = false;
-  rt().act({{"topic", "slow"}}, [&](std::error_code ec, Response r) {
-    answered = !ec && r.result == "late";
-  });
+  rt().act({{"topic", "slow"}},
+           [&](std::error_code ec, Response r) { answered = !ec && r.result == "late"; });
   ASSERT_TRUE(test::run_until(io, [&] { return held.has_value(); }));
   rt().close([&] { closed = true; });
   test::settle(io);
@@ -166,8 +168,9 @@ TEST_F(RuntimeHooks, CloseWaitsForInflightHandlers) {
 }
 
 TEST_F(RuntimeHooks, CloseGivesUpOnAHandlerThatNeverReplies) {
-  auto app2 = test::start_app(io, test::unique_url(), {},
-                              [](Config& c) { c.runtime.timeout = std::chrono::milliseconds(100); });
+  auto app2 = test::start_app(io, test::unique_url(), {}, [](Config& c) {
+    c.runtime.timeout = std::chrono::milliseconds(100);
+  });
   auto& r2 = app2->runtime();
   std::optional<Reply> held;
   r2.add({{"topic", "stuck"}}, [&](Call&, Reply r) { held = r; });
@@ -179,7 +182,8 @@ TEST_F(RuntimeHooks, CloseGivesUpOnAHandlerThatNeverReplies) {
   });
   ASSERT_TRUE(test::run_until(io, [&] { return held.has_value(); }));
   r2.close([&] { closed = true; });
-  ASSERT_TRUE(test::run_until(io, [&] { return closed; }, std::chrono::seconds(3)));
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return closed; }, std::chrono::seconds(3)));
   EXPECT_TRUE(act_done);
   EXPECT_EQ(act_ec, errc::closed);
   held->send("too late");  // dropped, no crash

@@ -106,7 +106,8 @@ class InprocTransport final : public Transport {
     std::string url = config.url.empty() ? "inproc://default" : config.url;
     const std::string scheme = "inproc://";
     if (url.rfind(scheme, 0) != 0) {
-      throw Error(errc::invalid_argument, "inproc url must start with inproc://, got '" + url + "'");
+      throw Error(errc::invalid_argument,
+                  "inproc url must start with inproc://, got '" + url + "'");
     }
     bus_name_ = url.substr(scheme.size());
     if (bus_name_.empty()) bus_name_ = "default";
@@ -152,8 +153,9 @@ class InprocTransport final : public Transport {
     std::string why;
     if (auto ec = validate_subject(subject, true, why)) return ec;
     auto alive = std::make_shared<std::atomic<bool>>(true);
-    auto id = bus_->add(subject, queue_group,
-                        Target{executor_, std::make_shared<MessageHandler>(std::move(handler)), alive});
+    auto id =
+        bus_->add(subject, queue_group,
+                  Target{executor_, std::make_shared<MessageHandler>(std::move(handler)), alive});
     auto reg = std::make_shared<Registration>();
     reg->bus = bus_;
     reg->id = id;

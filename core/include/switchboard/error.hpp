@@ -13,18 +13,18 @@ namespace switchboard {
 
 enum class errc {
   ok = 0,
-  timeout = 1,             // TimeoutError: no reply within timeout$
-  pattern_not_found,       // PatternNotFound: no add pattern matched
-  response_error,          // ResponseError: the remote handler failed
-  payload_validation,      // PayloadValidationError: payload does not fit the add schema
-  parse_error,             // ParseError: bytes could not be decoded
-  max_recursion,           // MaxRecursionError: call depth above maxRecursion
-  transport_error,         // TransportError: disconnected, no responders, ...
-  no_responders,           // TransportError subtype: nobody listens on the subject
-  payload_too_large,       // TransportError subtype: above the transport's max payload
-  closed,                  // the runtime or transport is closed
-  invalid_argument,        // bad subject, pattern or option
-  plugin_error,            // plugin dependency or registration failure
+  timeout = 1,         // TimeoutError: no reply within timeout$
+  pattern_not_found,   // PatternNotFound: no add pattern matched
+  response_error,      // ResponseError: the remote handler failed
+  payload_validation,  // PayloadValidationError: payload does not fit the add schema
+  parse_error,         // ParseError: bytes could not be decoded
+  max_recursion,       // MaxRecursionError: call depth above maxRecursion
+  transport_error,     // TransportError: disconnected, no responders, ...
+  no_responders,       // TransportError subtype: nobody listens on the subject
+  payload_too_large,   // TransportError subtype: above the transport's max payload
+  closed,              // the runtime or transport is closed
+  invalid_argument,    // bad subject, pattern or option
+  plugin_error,        // plugin dependency or registration failure
 };
 
 const std::error_category& category() noexcept;

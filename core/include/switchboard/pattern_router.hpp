@@ -62,7 +62,11 @@ class PatternRouter {
 };
 
 // Helpers to write matchers in C++: {"topic": "math", "cmd": regex("^a")}.
-inline Json regex(std::string expression) { return Json{{"$regex", std::move(expression)}}; }
-inline Json glob(std::string expression) { return Json{{"$glob", std::move(expression)}}; }
+inline Json regex(std::string expression) {
+  return Json{{"$regex", std::move(expression)}};
+}
+inline Json glob(std::string expression) {
+  return Json{{"$glob", std::move(expression)}};
+}
 
 }  // namespace switchboard

@@ -58,10 +58,14 @@ typedef const SwitchboardPluginInfo* (*SwitchboardPluginEntryFn)(void);
 
 // Declares the entry function of a plugin with the given kind, name, version
 // and factory object (a static object of the matching factory type).
-#define SWITCHBOARD_PLUGIN(KIND, NAME, VERSION, FACTORY_OBJECT)                                \
-  extern "C" __attribute__((visibility("default"))) const SwitchboardPluginInfo*              \
-  switchboard_plugin_entry(void) {                                                             \
-    static const SwitchboardPluginInfo info{SWITCHBOARD_PLUGIN_ABI_VERSION, KIND, NAME, VERSION, \
-                                            SWITCHBOARD_TOOLCHAIN_TAG, &(FACTORY_OBJECT)};     \
-    return &info;                                                                              \
+#define SWITCHBOARD_PLUGIN(KIND, NAME, VERSION, FACTORY_OBJECT)                  \
+  extern "C" __attribute__((visibility("default"))) const SwitchboardPluginInfo* \
+  switchboard_plugin_entry(void) {                                               \
+    static const SwitchboardPluginInfo info{SWITCHBOARD_PLUGIN_ABI_VERSION,      \
+                                            KIND,                                \
+                                            NAME,                                \
+                                            VERSION,                             \
+                                            SWITCHBOARD_TOOLCHAIN_TAG,           \
+                                            &(FACTORY_OBJECT)};                  \
+    return &info;                                                                \
   }

@@ -40,11 +40,11 @@
 namespace switchboard {
 
 struct RuntimeOptions {
-  std::string name = "switchboard";           // app name in hops and logs
-  std::chrono::milliseconds timeout{2000};    // default timeout$
+  std::string name = "switchboard";                                // app name in hops and logs
+  std::chrono::milliseconds timeout{2000};                         // default timeout$
   PatternRouter::Order order = PatternRouter::Order::specificity;  // or Hemera's insertion
-  int max_recursion = 0;                      // nested act depth limit; 0 = no limit
-  std::string inbox_prefix = "_INBOX";        // reply subjects: <prefix>.<node id>.<request>
+  int max_recursion = 0;                // nested act depth limit; 0 = no limit
+  std::string inbox_prefix = "_INBOX";  // reply subjects: <prefix>.<node id>.<request>
 };
 
 // The outcome of one act (or one message of a streaming act).
@@ -68,7 +68,7 @@ class Call {
   Json& context();               // local only, inherited by nested acts
   const Trace& trace() const;    // this request's span (the caller's span id)
   const std::string& request_id() const;
-  int depth() const;             // nested act depth of this request
+  int depth() const;  // nested act depth of this request
   Runtime& runtime() const;
 
   // A nested act inheriting meta$, context$, the trace (child span) and the
@@ -106,7 +106,7 @@ using Middleware = std::function<void(Call&)>;
 
 // Client-side view of an act for the on_act hooks.
 struct ActInfo {
-  Json pattern;             // what travels (no `$` keys)
+  Json pattern;  // what travels (no `$` keys)
   Json meta;
   Json delegate;
   Json context;
@@ -239,7 +239,8 @@ class Runtime {
           auto h = std::make_shared<H>(std::move(handler));
           auto ex = asio::get_associated_executor(*h, strand_executor());
           ActCompletion done = [h, ex](std::error_code ec, Response r) {
-            asio::post(ex, [h, ec, r = std::move(r)]() mutable { std::move (*h)(ec, std::move(r)); });
+            asio::post(ex,
+                       [h, ec, r = std::move(r)]() mutable { std::move (*h)(ec, std::move(r)); });
           };
           start_act(std::move(parent), std::move(pattern), std::move(on_message), std::move(done));
         },

@@ -19,12 +19,12 @@
 namespace switchboard {
 
 struct Capabilities {
-  bool wildcards = false;      // '*' and '>' handled by the transport itself
-  bool queue_groups = false;   // queue groups handled by the transport itself
-  bool headers = false;        // headers travel with messages
-  bool durable_acks = false;   // the source can acknowledge (JetStream, Kafka, AMQP)
-  bool native_request = false; // a request primitive exists (unused by the runtime)
-  bool no_responders = false;  // a publish with reply_to and no subscriber is reported
+  bool wildcards = false;       // '*' and '>' handled by the transport itself
+  bool queue_groups = false;    // queue groups handled by the transport itself
+  bool headers = false;         // headers travel with messages
+  bool durable_acks = false;    // the source can acknowledge (JetStream, Kafka, AMQP)
+  bool native_request = false;  // a request primitive exists (unused by the runtime)
+  bool no_responders = false;   // a publish with reply_to and no subscriber is reported
 };
 
 enum class TransportStatus { connected, disconnected, reconnected, closed, error, slow_consumer };
@@ -47,9 +47,9 @@ using MessageHandler = std::function<void(Message)>;
 using StatusHandler = std::function<void(const StatusEvent&)>;
 
 struct TransportConfig {
-  std::string instance;   // the name in config (`bus`), for messages and logs
-  std::string type;       // plugin name (`nats`)
-  std::string url;        // may be empty when options say everything
+  std::string instance;  // the name in config (`bus`), for messages and logs
+  std::string type;      // plugin name (`nats`)
+  std::string url;       // may be empty when options say everything
   Json options = Json::object();
   std::size_t max_payload = 1024 * 1024;  // bytes; publish above it fails clearly
 };
