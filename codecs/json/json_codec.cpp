@@ -1,5 +1,6 @@
 // json: the envelope codec Hemera speaks.
 #include "switchboard/codec.hpp"
+#include "switchboard/config.hpp"
 #include "switchboard/error.hpp"
 #include "switchboard/plugin_abi.hpp"
 
@@ -43,7 +44,7 @@ class JsonCodecFactory final : public CodecFactory {
  public:
   std::unique_ptr<Codec> create(const Json& options) const override {
     if (!options.empty() && !options.is_null()) {
-      throw Error(errc::invalid_argument, "codec json takes no options");
+      throw OptionError("", "the json codec takes no options");
     }
     return std::make_unique<JsonCodec>();
   }

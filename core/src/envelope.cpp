@@ -1,6 +1,7 @@
 #include "envelope.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 namespace switchboard {
@@ -38,7 +39,8 @@ bool split_dollar_keys(const Json& pattern, Json& travels, DollarOptions& o, std
     if (key == "timeout$") {
       if (!expect(v.is_number() && v.get<double>() > 0, "a positive number of milliseconds"))
         return false;
-      o.timeout = std::chrono::milliseconds(static_cast<long long>(v.get<double>()));
+      // Round up: a fraction of a millisecond must not become a 0 ms timer.
+      o.timeout = std::chrono::milliseconds(static_cast<long long>(std::ceil(v.get<double>())));
     } else if (key == "pubsub$") {
       if (!expect(v.is_boolean(), "a boolean")) return false;
       o.pubsub = v.get<bool>();
@@ -61,8 +63,10 @@ bool split_dollar_keys(const Json& pattern, Json& travels, DollarOptions& o, std
       if (!expect(v.is_object(), "an object")) return false;
       o.trace = v;
     } else if (key == "requestId$") {
-      if (!expect(v.is_string() && !v.get<std::string>().empty(), "a non-empty string"))
-        return false;
+      // It becomes the last token of the reply subject.
+      bool token = v.is_string() && !v.get<std::string>().empty() &&
+                   v.get<std::string>().find_first_of(".*> \t\r\n") == std::string::npos;
+      if (!expect(token, "a non-empty string without '.', '*', '>' or white space")) return false;
       o.request_id = v.get<std::string>();
     } else if (key == "queue$") {
       if (!expect(v.is_string() && !v.get<std::string>().empty(), "a non-empty string"))
@@ -77,8 +81,17 @@ bool split_dollar_keys(const Json& pattern, Json& travels, DollarOptions& o, std
 std::string method_of(const Json& pattern) {
   std::vector<std::string> parts;
   for (auto it = pattern.begin(); it != pattern.end(); ++it) {
-    if (!it->is_primitive()) continue;
-    std::string value = it->is_string() ? it->get<std::string>() : it->dump();
+    // As Hemera prints it: no nulls, integral numbers without a fraction.
+    if (!it->is_primitive() || it->is_null()) continue;
+    std::string value;
+    if (it->is_string()) {
+      value = it->get<std::string>();
+    } else if (it->is_number_float() && std::trunc(it->get<double>()) == it->get<double>() &&
+               std::fabs(it->get<double>()) < 9.0e15) {
+      value = std::to_string(static_cast<long long>(it->get<double>()));
+    } else {
+      value = it->dump();
+    }
     parts.push_back(it.key() + ":" + value);
   }
   std::sort(parts.begin(), parts.end());
@@ -118,8 +131,8 @@ bool decode_request(const Json& j, RequestEnvelope& out, std::string& why) {
   if (auto it = j.find("delegate"); it != j.end() && it->is_object()) out.delegate = *it;
   if (auto it = j.find("trace"); it != j.end()) out.trace = Trace::from_json(*it);
   if (auto it = j.find("request"); it != j.end() && it->is_object()) {
-    out.request_id = it->value("id", "");
-    out.type = it->value("type", "request");
+    out.request_id = string_or(*it, "id");
+    out.type = string_or(*it, "type", "request") == "pubsub" ? "pubsub" : "request";
     if (auto d = it->find("depth"); d != it->end() && d->is_number_integer()) {
       out.depth = d->get<int>();
     }

@@ -144,8 +144,8 @@ Error Error::from_json(const Json& j) {
   if (auto it = j.find("hops"); it != j.end() && it->is_array()) {
     for (const auto& h : *it) {
       if (!h.is_object()) continue;
-      e.hops_.push_back(
-          {h.value("service", ""), h.value("method", ""), h.value("app", ""), h.value("ts", 0.0)});
+      e.hops_.push_back({string_or(h, "service"), string_or(h, "method"), string_or(h, "app"),
+                         number_or(h, "ts")});
     }
   }
   return e;

@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "switchboard/error.hpp"
+#include "switchboard/subject.hpp"
 #include "value_match.hpp"
 
 namespace switchboard {
@@ -21,17 +22,19 @@ bool is_routing_scalar(const Json& v) {
 // One regex or glob on one key.
 struct Matcher {
   std::string key;
-  bool is_regex = false;
+  std::string kind;  // "$regex", "$glob" or "$subject"
   std::string expression;
   std::regex compiled;
 
   bool matches(const Json& value) const {
     if (!value.is_string()) return false;
     const auto& s = value.get_ref<const std::string&>();
-    return is_regex ? std::regex_search(s, compiled) : glob_match(expression, s);
+    if (kind == "$regex") return std::regex_search(s, compiled);
+    if (kind == "$subject") return subject_matches(expression, s);
+    return glob_match(expression, s);
   }
   bool same_as(const Matcher& o) const {
-    return key == o.key && is_regex == o.is_regex && expression == o.expression;
+    return key == o.key && kind == o.kind && expression == o.expression;
   }
 };
 
@@ -371,7 +374,7 @@ PatternRouter::~PatternRouter() = default;
 bool PatternRouter::is_matcher(const Json& value) {
   if (!value.is_object() || value.size() != 1) return false;
   auto it = value.begin();
-  return (it.key() == "$regex" || it.key() == "$glob") && it->is_string();
+  return (it.key() == "$regex" || it.key() == "$glob" || it.key() == "$subject") && it->is_string();
 }
 
 Json PatternRouter::routing_part(const Json& pattern) {
@@ -405,9 +408,9 @@ std::error_code PatternRouter::add(const Json& pattern, Id& id, std::string& why
     } else if (is_matcher(*it)) {
       Matcher m;
       m.key = it.key();
-      m.is_regex = it->begin().key() == "$regex";
+      m.kind = it->begin().key();
       m.expression = it->begin()->get<std::string>();
-      if (m.is_regex) {
+      if (m.kind == "$regex") {
         try {
           m.compiled = std::regex(m.expression, std::regex::ECMAScript | std::regex::optimize);
         } catch (const std::regex_error& e) {
@@ -511,8 +514,7 @@ std::vector<PatternRouter::Id> PatternRouter::find_exact(const Json& pattern) co
           same = false;
           break;
         }
-        same = (it->begin().key() == "$regex") == m.is_regex &&
-               it->begin()->get<std::string>() == m.expression;
+        same = it->begin().key() == m.kind && it->begin()->get<std::string>() == m.expression;
       }
       if (same) ids.push_back(entry.id);
     }

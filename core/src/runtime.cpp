@@ -38,14 +38,22 @@ std::shared_ptr<CallState> Call::share() const {
   return state_->shared_from_this();
 }
 
+// Replies may come from any thread (a handler that finished its work
+// elsewhere); they run on the runtime's executor.
 void Reply::send(Json result) const {
-  state_->rt->send_reply(state_, std::move(result), std::nullopt, true);
+  asio::dispatch(state_->rt->executor, [s = state_, result = std::move(result)]() mutable {
+    s->rt->send_reply(s, std::move(result), std::nullopt, true);
+  });
 }
 void Reply::next(Json result) const {
-  state_->rt->send_reply(state_, std::move(result), std::nullopt, false);
+  asio::dispatch(state_->rt->executor, [s = state_, result = std::move(result)]() mutable {
+    s->rt->send_reply(s, std::move(result), std::nullopt, false);
+  });
 }
 void Reply::fail(Error error) const {
-  state_->rt->send_reply(state_, nullptr, std::move(error), true);
+  asio::dispatch(state_->rt->executor, [s = state_, error = std::move(error)]() mutable {
+    s->rt->send_reply(s, nullptr, std::move(error), true);
+  });
 }
 Call& Reply::call() const {
   return state_->call;
@@ -77,15 +85,8 @@ Runtime::~Runtime() {
 
 std::error_code Runtime::start() {
   if (impl_->started) return {};
-  if (auto ec = impl_->transport->connect()) return ec;
   std::weak_ptr<Impl> weak = impl_;
-  auto ec = impl_->transport->subscribe(
-      impl_->inbox_prefix + "*", "",
-      [weak](Message msg) {
-        if (auto rt = weak.lock()) rt->on_inbox_message(msg);
-      },
-      impl_->inbox);
-  if (ec) return ec;
+  // Before connect(), so that the first `connected` is seen too.
   impl_->transport->on_status([weak](const StatusEvent& ev) {
     if (!weak.lock()) return;
     // Connection changes matter to operators; open and close are routine.
@@ -97,6 +98,14 @@ std::error_code Runtime::start() {
     }
     spdlog::log(level, "transport {}: {}", to_string(ev.status), ev.detail);
   });
+  if (auto ec = impl_->transport->connect()) return ec;
+  auto ec = impl_->transport->subscribe(
+      impl_->inbox_prefix + "*", "",
+      [weak](Message msg) {
+        if (auto rt = weak.lock()) rt->on_inbox_message(msg);
+      },
+      impl_->inbox);
+  if (ec) return ec;
   impl_->started = true;
   return {};
 }
@@ -149,7 +158,9 @@ void Runtime::add_middleware(PatternRouter::Id id, Middleware middleware) {
 
 std::size_t Runtime::remove(const Json& pattern) {
   std::size_t removed = 0;
-  Json routing = PatternRouter::routing_part(pattern);
+  DollarOptions opts;
+  std::string topic;
+  Json routing = PatternRouter::routing_part(add_routing(pattern, opts, topic));
   for (auto s = impl_->services.begin(); s != impl_->services.end();) {
     auto& service = *s->second;
     for (auto id : service.router->find_exact(routing)) {

@@ -22,7 +22,11 @@ void Runtime::Impl::act(std::shared_ptr<CallState> parent, Json pattern, StreamC
     auto ec = error.error_code();
     done(ec, error_response(std::move(error)));
   };
-  if (closing) return fail(Error(errc::closed, "the runtime is closing; no new acts"));
+  // While closing, in-flight handlers may still call downstream (parent
+  // set); only new top-level work is refused.
+  if (closed || (closing && !parent)) {
+    return fail(Error(errc::closed, "the runtime is closing; no new acts"));
+  }
   if (!started) return fail(Error(errc::transport_error, "the runtime is not started"));
 
   ActInfo info;
@@ -87,9 +91,14 @@ void Runtime::Impl::act(std::shared_ptr<CallState> parent, Json pattern, StreamC
     auto ec = publish_bytes(info.trace.service, std::move(bytes), "");
     Response r;
     r.trace = info.trace;
-    if (ec)
-      r.error = Error(errc::transport_error, ec.message() + " on '" + info.trace.service + "'");
-    for (const auto& hook : hooks.on_act_finished) hook(info, r);
+    if (ec) {
+      errc kind =
+          ec.category() == category() ? static_cast<errc>(ec.value()) : errc::transport_error;
+      r.error = Error(kind, "publish to '" + info.trace.service + "' failed: " + ec.message());
+    }
+    const ActInfo& finished = info;
+    const Response& outcome = r;
+    run_hooks(hooks.on_act_finished, finished, outcome);
     if (r.error) report_error(*r.error);
     return done(ec, std::move(r));
   }
@@ -115,8 +124,8 @@ void Runtime::Impl::act(std::shared_ptr<CallState> parent, Json pattern, StreamC
 
   std::size_t size = bytes.size();
   if (auto ec = publish_bytes(subject, std::move(bytes), inbox_prefix + id)) {
-    errc kind =
-        ec == make_error_code(errc::no_responders) ? errc::no_responders : errc::transport_error;
+    // Our own codes keep their kind (no_responders, payload_too_large, closed).
+    errc kind = ec.category() == category() ? static_cast<errc>(ec.value()) : errc::transport_error;
     std::string message = "publish to '" + subject + "' failed: " + ec.message();
     if (kind == errc::no_responders) message = "no responders on '" + subject + "'";
     if (ec == make_error_code(errc::payload_too_large)) {

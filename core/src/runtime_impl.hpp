@@ -126,6 +126,9 @@ struct Runtime::Impl : std::enable_shared_from_this<Runtime::Impl> {
                                 const std::string& reply_to);
 };
 
+// runtime_serve.cpp: an add pattern as the router indexes it.
+Json add_routing(const Json& pattern, DollarOptions& opts, std::string& topic);
+
 // Runs hooks that may throw Error; returns the error of the first that did.
 template <typename Hooks, typename... Args>
 std::optional<Error> run_hooks(const Hooks& hooks, Args&... args) {

@@ -4,27 +4,42 @@
 
 #include "payload_schema.hpp"
 #include "runtime_impl.hpp"
+#include "switchboard/subject.hpp"
 
 namespace switchboard {
 
-AddHandle Runtime::Impl::add(Json pattern, SyncHandler sync, AsyncHandler async) {
-  if (closing) throw Error(errc::closed, "the runtime is closing; no new adds");
+// An add pattern as the router indexes it: `$` keys split off into `opts`,
+// the topic checked as a subscription subject, and a wildcard topic
+// ("orders.*") turned into a subject matcher so that acts on "orders.new"
+// route to it. Throws Error (invalid_argument).
+Json add_routing(const Json& pattern, DollarOptions& opts, std::string& topic) {
   Json routing;
-  DollarOptions opts;
   std::string why;
   if (!split_dollar_keys(pattern, routing, opts, why)) throw Error(errc::invalid_argument, why);
-  auto topic = routing.find("topic");
-  if (topic == routing.end() || !topic->is_string() || topic->get<std::string>().empty()) {
+  auto it = routing.find("topic");
+  if (it == routing.end() || !it->is_string() || it->get<std::string>().empty()) {
     throw Error(errc::invalid_argument,
                 "add pattern needs a non-empty string 'topic': " + routing.dump());
   }
+  topic = it->get<std::string>();
+  if (validate_subject(topic, true, why)) throw Error(errc::invalid_argument, "add topic: " + why);
+  std::string literal_check;
+  if (validate_subject(topic, false, literal_check)) *it = Json{{"$subject", topic}};
+  return routing;
+}
+
+AddHandle Runtime::Impl::add(Json pattern, SyncHandler sync, AsyncHandler async) {
+  if (closing) throw Error(errc::closed, "the runtime is closing; no new adds");
+  DollarOptions opts;
+  std::string name;
+  Json routing = add_routing(pattern, opts, name);
+  std::string why;
   Json schema = PatternRouter::schema_part(routing);
   if (auto err = check_schema_definition(schema)) {
     throw Error(errc::invalid_argument, "add " + routing.dump() + ": " + *err);
   }
   // As in Hemera: one subscription per topic, shared through the queue
   // group `queue.<topic>` unless pubsub$ (every instance gets every message).
-  std::string name = topic->get<std::string>();
   std::string queue = opts.pubsub ? "" : (opts.queue.empty() ? "queue." + name : opts.queue);
   std::string key = name + '\0' + queue;
   auto& slot = services[key];
@@ -68,7 +83,10 @@ AddHandle Runtime::Impl::add(Json pattern, SyncHandler sync, AsyncHandler async)
   slot->entries.emplace(router_id, std::move(entry));
   auto id = next_add_id++;
   adds.emplace(id, std::make_pair(key, router_id));
-  for (const auto& hook : hooks.on_add) hook(routing);
+  // The add is in place; a failing hook is reported, not undone.
+  if (auto err = run_hooks(hooks.on_add, std::as_const(routing))) {
+    spdlog::warn("on_add hook failed for {}: {}", routing.dump(), err->message());
+  }
   return AddHandle(self, id);
 }
 
@@ -166,6 +184,18 @@ void Runtime::Impl::send_reply(const std::shared_ptr<CallState>& state, Json res
       Error encode_error(errc::parse_error, std::string("reply could not be encoded: ") + e.what());
       bytes = codec->encode(encode_reply(state->request.meta, state->request.trace, state->request,
                                          nullptr, encode_error.to_json()));
+    }
+    if (bytes.size() > transport->max_payload()) {
+      // The caller learns why instead of waiting for its timeout.
+      Error too_large(errc::payload_too_large,
+                      "reply of " + std::to_string(bytes.size()) +
+                          " bytes is larger than the transport's maximum payload of " +
+                          std::to_string(transport->max_payload()) + " bytes");
+      too_large.add_hop(
+          {state->request.trace.service, state->request.trace.method, options.name, now_ms()});
+      report_error(too_large);
+      bytes = codec->encode(encode_reply(state->request.meta, state->request.trace, state->request,
+                                         nullptr, too_large.to_json()));
     }
     if (auto ec = publish_bytes(state->reply_to, std::move(bytes), "")) {
       spdlog::warn("reply to {} for {} not sent: {}", state->reply_to, state->request.trace.method,

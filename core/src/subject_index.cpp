@@ -175,7 +175,14 @@ bool SubjectIndex::erase(Id id) {
   auto it = impl_->entries.find(id);
   if (it == impl_->entries.end()) return false;
   Impl::erase_from(impl_->root, it->second.filter, id);
+  std::string queue = std::move(it->second.queue);
   impl_->entries.erase(it);
+  if (!queue.empty()) {
+    bool still_used = false;
+    for (const auto& [other, entry] : impl_->entries)
+      still_used = still_used || entry.queue == queue;
+    if (!still_used) impl_->rotation.erase(queue);
+  }
   return true;
 }
 
@@ -187,19 +194,21 @@ void SubjectIndex::match(std::string_view subject, std::vector<Id>& out) {
   std::vector<Id> all;
   impl_->collect(impl_->root, subject, all);
   // Plain subscriptions all receive; each queue group gets one member. As in
-  // nats-server, a group is a queue name on one subscription filter.
+  // nats-server (sublist findQSlot), a group is a queue name across every
+  // filter that matches, so one message reaches one member of "workers"
+  // even when members subscribed "jobs.*" and "jobs.>".
   std::sort(all.begin(), all.end());
-  std::map<std::string, std::vector<Id>, std::less<>> groups;
+  std::map<std::string_view, std::vector<Id>> groups;
   for (Id id : all) {
     const auto& entry = impl_->entries.at(id);
     if (entry.queue.empty()) {
       out.push_back(id);
     } else {
-      groups[entry.filter + '\0' + entry.queue].push_back(id);
+      groups[entry.queue].push_back(id);
     }
   }
   for (auto& [queue, members] : groups) {
-    auto& turn = impl_->rotation[queue];
+    auto& turn = impl_->rotation[std::string(queue)];
     out.push_back(members[turn++ % members.size()]);
   }
 }

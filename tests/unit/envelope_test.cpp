@@ -14,6 +14,11 @@ TEST(Envelope, MethodIsTheSortedScalarList) {
             "a:1,b:2,cmd:add,topic:math");
 }
 
+TEST(Envelope, MethodPrintsNumbersAsJavaScriptDoesAndSkipsNull) {
+  EXPECT_EQ(method_of({{"topic", "t"}, {"a", 1.0}, {"b", 1.5}, {"c", nullptr}}),
+            "a:1,b:1.5,topic:t");
+}
+
 TEST(Envelope, RequestHasHemerasFields) {
   RequestEnvelope r;
   r.pattern = {{"topic", "math"}, {"cmd", "add"}, {"a", 1}, {"b", 2}};

@@ -300,6 +300,46 @@ TEST_F(RuntimeAct, RemoveStopsRouting) {
   EXPECT_EQ(act(io, cli(), {{"topic", "t"}, {"cmd", "b"}}).ec, errc::no_responders);
 }
 
+TEST_F(RuntimeAct, WildcardTopicsRouteLikeSubjects) {
+  svc().add({{"topic", "orders.*"}, {"pubsub$", true}}, [](Call&) { return nullptr; });
+  svc().add({{"topic", "users.>"}, {"cmd", "get"}}, [](Call& c) { return c.pattern()["topic"]; });
+  EXPECT_EQ(act(io, cli(), {{"topic", "users.eu.1"}, {"cmd", "get"}}).response.result,
+            "users.eu.1");
+  EXPECT_EQ(svc().remove({{"topic", "users.>"}, {"cmd", "get"}}), 1u);
+  EXPECT_THROW(svc().add({{"topic", "a..b"}}, [](Call&) { return 1; }), Error);
+}
+
+TEST_F(RuntimeAct, ReplyFromAnotherThread) {
+  std::thread worker;
+  svc().add({{"topic", "threaded"}}, [&](Call&, Reply reply) {
+    worker = std::thread([reply] { reply.send("from a worker"); });
+  });
+  auto r = act(io, cli(), {{"topic", "threaded"}});
+  worker.join();
+  EXPECT_EQ(r.response.result, "from a worker");
+}
+
+TEST_F(RuntimeAct, InflightHandlersMayStillActWhileClosing) {
+  svc().add({{"topic", "down"}}, [](Call&) { return "downstream"; });
+  std::optional<Reply> held;
+  auto& rt = svc();
+  rt.add({{"topic", "up"}}, [&](Call&, Reply r) { held = r; });
+  bool answered = false;
+  Json result;
+  cli().act({{"topic", "up"}}, [&](std::error_code, Response r) {
+    result = r.result;
+    answered = true;
+  });
+  ASSERT_TRUE(test::run_until(io, [&] { return held.has_value(); }));
+  bool closed = false;
+  rt.close([&] { closed = true; });
+  held->call().act({{"topic", "down"}}, [reply = *held](std::error_code ec, Response r) {
+    reply.send(ec ? Json("refused") : r.result);
+  });
+  ASSERT_TRUE(test::run_until(io, [&] { return answered && closed; }));
+  EXPECT_EQ(result, "refused");  // "down" lives on the closing runtime: unsubscribed
+}
+
 TEST_F(RuntimeAct, CompletionTokensFutureAndCoroutine) {
   // std::future: the tuple (error_code, Response).
   std::thread runner([&] {

@@ -160,9 +160,51 @@ TEST_F(RuntimeErrors, TransportErrorWhenNobodyListens) {
 TEST_F(RuntimeErrors, TransportErrorForOversizePayload) {
   svc().add({{"topic", "t"}}, [](Call&) { return 1; });
   auto r = act(io, cli(), {{"topic", "t"}, {"blob", std::string(2 * 1024 * 1024, 'x')}});
-  EXPECT_EQ(r.ec, errc::transport_error);
+  EXPECT_EQ(r.ec, errc::payload_too_large);
   EXPECT_EQ(r.response.error->name(), "TransportError");
   EXPECT_NE(r.response.error->message().find("larger"), std::string::npos);
+  EXPECT_EQ(cli().pending_requests(), 0u);
+}
+
+TEST_F(RuntimeErrors, OversizeReplyBecomesAnErrorReply) {
+  svc().add({{"topic", "big"}}, [](Call&) { return std::string(2 * 1024 * 1024, 'x'); });
+  auto r = act(io, cli(), {{"topic", "big"}, {"timeout$", 1000}});
+  // By name across the wire: TransportError, with the reason in the message.
+  EXPECT_EQ(r.ec, errc::transport_error);
+  EXPECT_EQ(r.response.error->name(), "TransportError");
+  EXPECT_NE(r.response.error->message().find("reply of"), std::string::npos);
+}
+
+TEST_F(RuntimeErrors, MalformedEnvelopeFieldsDoNotCrashEitherSide) {
+  // Wrong types where strings belong: the service still answers, and a
+  // reply with odd hops still completes the act.
+  svc().add({{"topic", "t"}}, [](Call& c) { return c.request_id(); });
+  bool got = false;
+  Json reply;
+  cli().subscribe("raw.reply2", "", [&](const Message& m) {
+    reply = Json::parse(m.data.view());
+    got = true;
+  });
+  Message m;
+  m.subject = "t";
+  m.data = Payload(R"({"pattern":{"topic":"t"},"request":{"id":7,"type":[1]},"trace":5})");
+  m.reply_to = "raw.reply2";
+  ASSERT_FALSE(cli().publish_raw(m));
+  ASSERT_TRUE(test::run_until(io, [&] { return got; }));
+  EXPECT_EQ(reply["result"], "");
+  cli().subscribe("odd", "", [&](const Message& in) {
+    Message out;
+    out.subject = in.reply_to;
+    out.data =
+        Payload(R"({"result":null,"error":{"name":"X","message":1,"hops":[{"service":2}]}})");
+    cli().publish_raw(out);
+  });
+  auto r = act(io, cli(), {{"topic", "odd"}});
+  EXPECT_EQ(r.response.error->name(), "X");
+}
+
+TEST_F(RuntimeErrors, RequestIdMustBeOneSubjectToken) {
+  EXPECT_EQ(act(io, cli(), {{"topic", "t"}, {"requestId$", "a.b"}}).ec, errc::invalid_argument);
 }
 
 TEST_F(RuntimeErrors, InvalidPatterns) {

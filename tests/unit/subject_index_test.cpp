@@ -66,6 +66,19 @@ TEST(SubjectIndex, QueueGroupGetsExactlyOneMemberAndRotates) {
   EXPECT_EQ(counts[w1], 50);
 }
 
+TEST(SubjectIndex, OneQueueNameIsOneGroupAcrossFilters) {
+  // nats-server delivers once per queue name, whatever filters matched.
+  SubjectIndex index;
+  index.insert("jobs.*", "workers");
+  index.insert("jobs.>", "workers");
+  index.insert("jobs.new", "auditors");
+  for (int i = 0; i < 10; ++i) {
+    std::vector<SubjectIndex::Id> out;
+    index.match("jobs.new", out);
+    EXPECT_EQ(out.size(), 2u);  // one worker, one auditor
+  }
+}
+
 TEST(SubjectIndex, EraseRemovesAndPrunes) {
   SubjectIndex index;
   auto a = index.insert("a.b.c", "");

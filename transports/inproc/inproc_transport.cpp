@@ -6,6 +6,7 @@
 #include <map>
 #include <mutex>
 
+#include "switchboard/config.hpp"
 #include "switchboard/error.hpp"
 #include "switchboard/plugin_abi.hpp"
 #include "switchboard/subject.hpp"
@@ -106,13 +107,12 @@ class InprocTransport final : public Transport {
     std::string url = config.url.empty() ? "inproc://default" : config.url;
     const std::string scheme = "inproc://";
     if (url.rfind(scheme, 0) != 0) {
-      throw Error(errc::invalid_argument,
-                  "inproc url must start with inproc://, got '" + url + "'");
+      throw OptionError("url", "inproc url must start with inproc://, got '" + url + "'");
     }
     bus_name_ = url.substr(scheme.size());
     if (bus_name_.empty()) bus_name_ = "default";
     for (auto it = config.options.begin(); it != config.options.end(); ++it) {
-      throw Error(errc::invalid_argument, "unknown option '" + it.key() + "' for inproc");
+      throw OptionError(it.key(), "unknown option for the inproc transport");
     }
   }
 

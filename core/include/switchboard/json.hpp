@@ -4,6 +4,21 @@
 
 #include <nlohmann/json.hpp>
 
+#include <string>
+
 namespace switchboard {
 using Json = nlohmann::json;
+
+// Reads a field of a JSON object that came from the wire, where any field
+// may have any type: the fallback when it is missing or of another type.
+inline std::string string_or(const Json& object, const char* key, std::string fallback = {}) {
+  if (!object.is_object()) return fallback;
+  auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : fallback;
+}
+inline double number_or(const Json& object, const char* key, double fallback = 0) {
+  if (!object.is_object()) return fallback;
+  auto it = object.find(key);
+  return it != object.end() && it->is_number() ? it->get<double>() : fallback;
+}
 }  // namespace switchboard

@@ -2,7 +2,8 @@
 // most specific match for this object".
 //
 // A pattern's routing properties are its scalar values (string, number,
-// boolean, null) and matchers ({"$regex": "..."} or {"$glob": "..."}, which
+// boolean, null) and matchers ({"$regex": "..."}, {"$glob": "..."} or
+// {"$subject": "a.*"}, NATS subject rules, used for wildcard topics; all
 // match string values). Other object values are payload schemas and do not
 // route. A pattern matches an object when every routing property matches;
 // the winner is the match with the most routing properties, ties going to

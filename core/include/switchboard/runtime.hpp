@@ -6,9 +6,10 @@
 // thread; App gives it a strand). act(), act_stream() and close() may be
 // called from any thread: they are dispatched onto that executor. The other
 // calls (add, remove, use, hooks, publish, subscribe) must be made on the
-// executor, or before it runs. Handlers, hooks and subscription callbacks run
-// on it. Completion tokens complete on their associated executor (the
-// runtime's executor when the token has none).
+// executor, or before it runs; Reply's methods may be called from any thread.
+// The transport must deliver on the same executor (App arranges it).
+// Handlers, hooks and subscription callbacks run on it. Completion tokens complete on their
+// associated executor (the runtime's executor when the token has none).
 //
 // Async results use the signature void(std::error_code, Response): with a
 // callback you get both, with asio::use_future a
@@ -211,7 +212,8 @@ class Runtime {
     return asio::async_initiate<Token, void()>(
         [this](auto handler) {
           auto h = std::make_shared<std::decay_t<decltype(handler)>>(std::move(handler));
-          start_close([h]() mutable { std::move (*h)(); });
+          auto ex = asio::get_associated_executor(*h, strand_executor());
+          start_close([h, ex]() mutable { asio::post(ex, [h]() mutable { std::move (*h)(); }); });
         },
         token);
   }
