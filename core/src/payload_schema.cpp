@@ -1,7 +1,9 @@
 #include "payload_schema.hpp"
 
+#include <cmath>
 #include <regex>
 #include <set>
+#include <unordered_map>
 
 namespace switchboard {
 namespace {
@@ -9,6 +11,16 @@ namespace {
 const std::set<std::string> kKeywords = {"type",       "required",  "min",        "max",
                                          "minLength",  "maxLength", "enum",       "pattern",
                                          "properties", "items",     "description"};
+
+// Schemas are checked at add time, so every expression here compiles; the
+// cache keeps requests from compiling it again each time.
+const std::regex& compiled(const std::string& expression) {
+  thread_local std::unordered_map<std::string, std::regex> cache;
+  auto it = cache.find(expression);
+  if (it != cache.end()) return it->second;
+  if (cache.size() > 1024) cache.clear();  // bounded: schemas are few
+  return cache.emplace(expression, std::regex(expression)).first->second;
+}
 
 std::string type_of(const Json& v) {
   if (v.is_number_integer()) return "integer";
@@ -19,8 +31,10 @@ std::string type_of(const Json& v) {
 bool has_type(const Json& v, const std::string& type) {
   if (type == "number") return v.is_number();
   if (type == "integer") {
-    return v.is_number_integer() ||
-           (v.is_number_float() && v.get<double>() == static_cast<long long>(v.get<double>()));
+    if (v.is_number_integer()) return true;
+    if (!v.is_number_float()) return false;
+    double d = v.get<double>();
+    return std::fabs(d) < 9.0e15 && std::trunc(d) == d;  // no cast of huge values
   }
   if (type == "string") return v.is_string();
   if (type == "boolean") return v.is_boolean();
@@ -37,8 +51,27 @@ std::optional<std::string> check_one(const std::string& path, const Json& schema
       return path + ": unknown schema keyword '" + it.key() + "'";
     }
   }
-  if (auto t = schema.find("type"); t != schema.end() && !t->is_string() && !t->is_array()) {
-    return path + ": 'type' must be a string or a list";
+  if (auto t = schema.find("type"); t != schema.end()) {
+    static const std::set<std::string> kTypes = {"string", "number", "integer", "boolean",
+                                                 "object", "array",  "null"};
+    Json names = t->is_array() ? *t : Json::array({*t});
+    for (const auto& name : names) {
+      if (!name.is_string() || !kTypes.count(name.get<std::string>())) {
+        return path + ": 'type' must be one of string, number, integer, boolean, object, " +
+               "array, null (or a list of them), got " + name.dump();
+      }
+    }
+  }
+  for (const char* length : {"minLength", "maxLength"}) {
+    if (auto m = schema.find(length);
+        m != schema.end() && !(m->is_number_integer() && m->get<long long>() >= 0)) {
+      return path + ": '" + length + "' must be a non-negative integer";
+    }
+  }
+  for (const char* bound : {"min", "max"}) {
+    if (auto m = schema.find(bound); m != schema.end() && !m->is_number()) {
+      return path + ": '" + bound + "' must be a number";
+    }
   }
   if (auto p = schema.find("pattern"); p != schema.end()) {
     if (!p->is_string()) return path + ": 'pattern' must be a string";
@@ -100,7 +133,7 @@ std::optional<std::string> validate_one(const std::string& path, const Json& sch
     if (!found) return path + ": must be one of " + e->dump();
   }
   if (auto p = schema.find("pattern"); p != schema.end() && v.is_string()) {
-    if (!std::regex_search(v.get_ref<const std::string&>(), std::regex(p->get<std::string>())))
+    if (!std::regex_search(v.get_ref<const std::string&>(), compiled(p->get<std::string>())))
       return path + ": does not match " + p->dump();
   }
   if (auto props = schema.find("properties"); props != schema.end() && v.is_object()) {

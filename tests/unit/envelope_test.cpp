@@ -100,6 +100,10 @@ TEST(PayloadSchema, Keywords) {
   EXPECT_EQ(*validate_payload(schema, {{"code", "ab"}}), "code: does not match \"^[A-Z]+$\"");
   EXPECT_EQ(*validate_payload(schema, {{"user", Json::object()}}), "user.id: is required");
   EXPECT_TRUE(check_schema_definition({{"x", {{"tpye", "string"}}}}));
+  EXPECT_TRUE(check_schema_definition({{"x", {{"type", "numbr"}}}}));
+  EXPECT_TRUE(check_schema_definition({{"x", {{"minLength", -1}}}}));
+  EXPECT_EQ(*validate_payload({{"n", {{"type", "integer"}}}}, {{"n", 1e300}}),
+            "n: expected \"integer\", got number");
 }
 
 }  // namespace

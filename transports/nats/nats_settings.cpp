@@ -71,7 +71,8 @@ class Reader {
 void check(natsStatus s, const char* key, const std::string& what) {
   if (s == NATS_OK) return;
   const char* last = nats_GetLastError(nullptr);
-  throw OptionError(key, what + ": " + natsStatus_GetText(s) + (last ? std::string(" (") + last + ")" : ""));
+  throw OptionError(
+      key, what + ": " + natsStatus_GetText(s) + (last ? std::string(" (") + last + ")" : ""));
 }
 
 }  // namespace
@@ -177,7 +178,8 @@ natsOptions* build_options(const NatsSettings& s) {
       }
       if (!s.tls_cert.empty()) {
         check(natsOptions_LoadCertificatesChain(opts, s.tls_cert.c_str(), s.tls_key.c_str()),
-              "tls.cert", "cannot load certificate '" + s.tls_cert + "' and key '" + s.tls_key + "'");
+              "tls.cert",
+              "cannot load certificate '" + s.tls_cert + "' and key '" + s.tls_key + "'");
       }
       if (!s.tls_hostname.empty()) {
         check(natsOptions_SetExpectedHostname(opts, s.tls_hostname.c_str()), "tls.hostname",
@@ -193,8 +195,8 @@ natsOptions* build_options(const NatsSettings& s) {
     check(natsOptions_SetReconnectWait(opts, s.reconnect_wait_ms), "reconnect.wait_ms", "refused");
     check(natsOptions_SetReconnectJitter(opts, s.reconnect_jitter_ms, s.reconnect_jitter_tls_ms),
           "reconnect.jitter_ms", "refused");
-    check(natsOptions_SetReconnectBufSize(opts, s.reconnect_buffer_bytes),
-          "reconnect.buffer_bytes", "refused");
+    check(natsOptions_SetReconnectBufSize(opts, s.reconnect_buffer_bytes), "reconnect.buffer_bytes",
+          "refused");
     check(natsOptions_SetTimeout(opts, s.connect_timeout_ms), "connect_timeout_ms", "refused");
     check(natsOptions_SetNoEcho(opts, s.no_echo), "no_echo", "refused");
     check(natsOptions_SetPingInterval(opts, s.ping_interval_ms), "ping_interval_ms", "refused");
