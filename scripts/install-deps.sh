@@ -7,6 +7,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config clang-format
   libboost-dev nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libnats-dev nats-server
 )
 # Node (benchmark and interop harness only) may come from outside Debian
 # with its own npm; Debian's npm would conflict with it, so ask for the

@@ -150,6 +150,12 @@ void Runtime::Impl::on_inbox_message(const Message& msg) {
   Response r;
   r.trace = p.info.trace;
   r.trace.duration = now_ms() - p.info.trace.timestamp;
+  // NATS answers a request nobody listens to with an empty "Status: 503".
+  if (auto status = msg.headers.find("Status");
+      status != msg.headers.end() && status->second == "503" && msg.data.empty()) {
+    r.error = Error(errc::no_responders, "no responders on '" + p.info.trace.service + "'");
+    return finish_act(id, make_error_code(errc::no_responders), std::move(r));
+  }
   if (auto ec = codec->decode(msg.data.view(), j, why); ec || !j.is_object()) {
     r.error = Error(errc::parse_error, "reply on " + msg.subject + " could not be decoded: " +
                                            (ec ? why : std::string("not an object")));

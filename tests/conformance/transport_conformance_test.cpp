@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 
+#include "support/nats_server.hpp"
 #include "support/test_support.hpp"
 #include "switchboard/error.hpp"
 #include "switchboard/plugin_host.hpp"
@@ -16,9 +17,17 @@
 namespace switchboard {
 namespace {
 
+// "nats://auto" starts a nats-server of the suite's own for the run.
+std::unique_ptr<test::NatsServer> g_nats;
+
 std::string transport_url() {
-  const char* url = std::getenv("SWITCHBOARD_CONFORMANCE_URL");
-  return url && *url ? url : "inproc://conformance";
+  const char* env = std::getenv("SWITCHBOARD_CONFORMANCE_URL");
+  std::string url = env && *env ? env : "inproc://conformance";
+  if (url == "nats://auto") {
+    if (!g_nats) g_nats = std::make_unique<test::NatsServer>();
+    return g_nats->url();
+  }
+  return url;
 }
 
 class Conformance : public ::testing::Test {
@@ -245,6 +254,16 @@ TEST_F(Conformance, BadSubjectsAreRefused) {
             errc::invalid_argument);
   EXPECT_EQ(t->publish(message("a.*", "m")), errc::invalid_argument);
   EXPECT_EQ(t->publish(message("a b", "m")), errc::invalid_argument);
+}
+
+TEST_F(Conformance, ActWithNobodyListeningFailsFastWithNoResponders) {
+  auto client = test::start_app(io, url);
+  auto start = std::chrono::steady_clock::now();
+  auto r = test::act(io, client->runtime(), {{"topic", prefix + "-nobody"}, {"timeout$", 5000}});
+  EXPECT_EQ(r.ec, errc::no_responders);
+  EXPECT_EQ(r.response.error->name(), "TransportError");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  EXPECT_EQ(client->runtime().pending_requests(), 0u);
 }
 
 TEST_F(Conformance, NoRespondersIsReportedWhereSupported) {
