@@ -34,6 +34,8 @@ class SwitchboardCategory final : public std::error_category {
         return "closed";
       case errc::invalid_argument:
         return "invalid argument";
+      case errc::disconnected:
+        return "transport disconnected";
       case errc::plugin_error:
         return "plugin error";
     }
@@ -59,6 +61,7 @@ constexpr NameEntry kNames[] = {
     {errc::closed, "TransportError"},
     {errc::invalid_argument, "ValidationError"},
     {errc::plugin_error, "PluginError"},
+    {errc::disconnected, "TransportError"},
 };
 
 errc kind_for_name(std::string_view name) {

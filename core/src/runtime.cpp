@@ -88,15 +88,7 @@ std::error_code Runtime::start() {
   std::weak_ptr<Impl> weak = impl_;
   // Before connect(), so that the first `connected` is seen too.
   impl_->transport->on_status([weak](const StatusEvent& ev) {
-    if (!weak.lock()) return;
-    // Connection changes matter to operators; open and close are routine.
-    auto level = spdlog::level::info;
-    if (ev.status == TransportStatus::error || ev.status == TransportStatus::slow_consumer) {
-      level = spdlog::level::warn;
-    } else if (ev.status == TransportStatus::connected || ev.status == TransportStatus::closed) {
-      level = spdlog::level::debug;
-    }
-    spdlog::log(level, "transport {}: {}", to_string(ev.status), ev.detail);
+    if (auto rt = weak.lock()) rt->on_transport_status(ev);
   });
   if (auto ec = impl_->transport->connect()) return ec;
   auto ec = impl_->transport->subscribe(
@@ -236,6 +228,36 @@ void Runtime::on_add(std::function<void(const Json&)> h) {
 }
 void Runtime::on_close(std::function<void()> h) {
   impl_->hooks.on_close.push_back(std::move(h));
+}
+void Runtime::on_transport_status(std::function<void(const StatusEvent&)> h) {
+  impl_->hooks.on_transport_status.push_back(std::move(h));
+}
+
+void Runtime::Impl::on_transport_status(const StatusEvent& ev) {
+  // Connection changes matter to operators; open and close are routine.
+  auto level = spdlog::level::info;
+  if (ev.status == TransportStatus::error || ev.status == TransportStatus::slow_consumer ||
+      ev.status == TransportStatus::disconnected) {
+    level = spdlog::level::warn;
+  } else if (ev.status == TransportStatus::connected || ev.status == TransportStatus::closed) {
+    level = spdlog::level::debug;
+  }
+  spdlog::log(level, "transport {}: {}", to_string(ev.status), ev.detail);
+  if (ev.status == TransportStatus::disconnected && !pending.empty()) {
+    // Replies sent to us while we are away are lost (core NATS keeps
+    // nothing for a disconnected client): fail now instead of at timeout.
+    std::vector<std::string> ids;
+    for (const auto& [id, p] : pending) ids.push_back(id);
+    for (const auto& id : ids) {
+      Response r;
+      r.error = Error(errc::disconnected, "transport disconnected before the reply arrived");
+      finish_act(id, make_error_code(errc::disconnected), std::move(r));
+    }
+  }
+  const StatusEvent& event = ev;
+  if (auto err = run_hooks(hooks.on_transport_status, event)) {
+    spdlog::warn("on_transport_status hook failed: {}", err->message());
+  }
 }
 
 void Runtime::Impl::report_error(const Error& error) {

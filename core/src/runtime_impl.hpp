@@ -72,6 +72,7 @@ struct Hooks {
   std::vector<std::function<void(const Error&)>> on_error;
   std::vector<std::function<void(const Json&)>> on_add;
   std::vector<std::function<void()>> on_close;
+  std::vector<std::function<void(const StatusEvent&)>> on_transport_status;
 };
 
 struct Runtime::Impl : std::enable_shared_from_this<Runtime::Impl> {
@@ -122,6 +123,7 @@ struct Runtime::Impl : std::enable_shared_from_this<Runtime::Impl> {
   void report_error(const Error& error);
   void maybe_finish_close();
   void force_close();
+  void on_transport_status(const StatusEvent& ev);
   std::error_code publish_bytes(const std::string& subject, std::string bytes,
                                 const std::string& reply_to);
 };

@@ -30,6 +30,7 @@ struct Shared {
   StatusHandler status;
   std::function<void()> on_closed;  // completion of close()
   std::atomic<bool> closed{false};
+  std::atomic<bool> connected{false};  // publishes fail fast while false
   std::string endpoint;
 
   void emit(TransportStatus s, std::string detail) {
@@ -47,10 +48,14 @@ std::string connected_url(natsConnection* nc) {
 }
 
 void on_disconnected(natsConnection* nc, void* closure) {
-  (*static_cast<Anchor*>(closure))->emit(TransportStatus::disconnected, "lost the server");
+  auto& shared = *static_cast<Anchor*>(closure);
+  shared->connected = false;
+  shared->emit(TransportStatus::disconnected, "lost the server " + shared->endpoint);
 }
 void on_reconnected(natsConnection* nc, void* closure) {
-  (*static_cast<Anchor*>(closure))->emit(TransportStatus::reconnected, connected_url(nc));
+  auto& shared = *static_cast<Anchor*>(closure);
+  shared->connected = true;
+  shared->emit(TransportStatus::reconnected, connected_url(nc));
 }
 void on_closed(natsConnection* nc, void* closure) {
   auto* anchor = static_cast<Anchor*>(closure);
@@ -184,6 +189,7 @@ class NatsTransport final : public Transport {
       spdlog::error("nats: cannot connect to {}: {}", shared_->endpoint, last_error(s));
       return make_error_code(errc::transport_error);
     }
+    shared_->connected = true;
     auto server_max = static_cast<std::size_t>(natsConnection_GetMaxPayload(nc_));
     max_payload_ = std::min(configured_max_, server_max);
     shared_->emit(TransportStatus::connected, connected_url(nc_));
@@ -193,6 +199,9 @@ class NatsTransport final : public Transport {
   std::error_code publish(Message msg) override {
     if (!nc_ || closing_) return make_error_code(errc::closed);
     if (msg.data.size() > max_payload_) return make_error_code(errc::payload_too_large);
+    // cnats would buffer while reconnecting; a caller is better served by an
+    // error now than by a timeout later.
+    if (!shared_->connected) return make_error_code(errc::disconnected);
     std::string why;
     if (auto ec = validate_subject(msg.subject, false, why)) return ec;
     natsStatus s;

@@ -25,6 +25,7 @@ enum class errc {
   closed,              // the runtime or transport is closed
   invalid_argument,    // bad subject, pattern or option
   plugin_error,        // plugin dependency or registration failure
+  disconnected,        // TransportError subtype: the connection is down right now
 };
 
 const std::error_category& category() noexcept;

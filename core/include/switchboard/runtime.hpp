@@ -204,6 +204,9 @@ class Runtime {
   void on_error(std::function<void(const Error&)> hook);
   void on_add(std::function<void(const Json& pattern)> hook);
   void on_close(std::function<void()> hook);
+  // Transport connection events (connected, disconnected, reconnected,
+  // closed, error, slow consumer), after the runtime has logged them.
+  void on_transport_status(std::function<void(const StatusEvent&)> hook);
 
   // Graceful close: stop taking work, let in-flight handlers and acts
   // finish, run on_close hooks, close the transport. Completion: void().
