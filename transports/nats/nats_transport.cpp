@@ -74,9 +74,9 @@ void on_error(natsConnection* nc, natsSubscription* sub, natsStatus err, void* c
   auto& shared = *static_cast<Anchor*>(closure);
   if (err == NATS_SLOW_CONSUMER) {
     const char* subject = sub ? natsSubscription_GetSubject(sub) : nullptr;
-    shared->emit(TransportStatus::slow_consumer,
-                 std::string("messages dropped on ") + (subject ? subject : "a subscription") +
-                     ": pending limit reached");
+    shared->emit(TransportStatus::slow_consumer, std::string("messages dropped on ") +
+                                                     (subject ? subject : "a subscription") +
+                                                     ": pending limit reached");
   } else {
     shared->emit(TransportStatus::error, natsStatus_GetText(err));
   }
@@ -130,7 +130,9 @@ void on_message(natsConnection*, natsSubscription*, natsMsg* msg, void* closure)
   });
 }
 
-void on_subscription_complete(void* closure) { delete static_cast<SubAnchor*>(closure); }
+void on_subscription_complete(void* closure) {
+  delete static_cast<SubAnchor*>(closure);
+}
 
 class NatsSubscription final : public Subscription {
  public:
@@ -240,11 +242,10 @@ class NatsTransport final : public Transport {
     state->subject = subject;
     auto* anchor = new SubAnchor(state);
     natsSubscription* sub = nullptr;
-    natsStatus s =
-        queue_group.empty()
-            ? natsConnection_Subscribe(&sub, nc_, subject.c_str(), on_message, anchor)
-            : natsConnection_QueueSubscribe(&sub, nc_, subject.c_str(), queue_group.c_str(),
-                                            on_message, anchor);
+    natsStatus s = queue_group.empty()
+                       ? natsConnection_Subscribe(&sub, nc_, subject.c_str(), on_message, anchor)
+                       : natsConnection_QueueSubscribe(&sub, nc_, subject.c_str(),
+                                                       queue_group.c_str(), on_message, anchor);
     if (s != NATS_OK) {
       delete anchor;
       spdlog::warn("nats: subscribe to {} failed: {}", subject, last_error(s));
@@ -254,7 +255,8 @@ class NatsTransport final : public Transport {
     natsSubscription_SetPendingLimits(sub, settings_.pending_messages, settings_.pending_bytes);
     // One round trip so that the server has the interest before we return:
     // an add() followed at once by an act() must find its responder.
-    if (natsStatus f = natsConnection_FlushTimeout(nc_, settings_.connect_timeout_ms); f != NATS_OK) {
+    if (natsStatus f = natsConnection_FlushTimeout(nc_, settings_.connect_timeout_ms);
+        f != NATS_OK) {
       spdlog::warn("nats: subscription to {} not confirmed by the server yet: {}", subject,
                    last_error(f));
     }

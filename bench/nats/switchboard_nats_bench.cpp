@@ -1,0 +1,166 @@
+// The Switchboard side of the NATS act benchmark (docs/benchmarks.md, "NATS
+// act"): a service and a client, run as two processes over one nats-server,
+// each an App on the nats transport plugin as a user would write them.
+//
+//   switchboard_nats_bench service --url=nats://...   add {topic:math, cmd:add}
+//                                                      -> a + b; prints "ready",
+//                                                      runs until SIGTERM
+//   switchboard_nats_bench client --url=nats://... [--seconds=S --warmup=W
+//                                  --inflight=N --pids=service:PID,server:PID]
+//                                                      acts {topic:math, cmd:add,
+//                                                      a, b}; prints one JSON line
+//
+// scripts/bench.sh starts the server and both processes; bench_common.hpp
+// describes the phases.
+#include <csignal>
+#include <functional>
+#include <iostream>
+
+#include "bench_common.hpp"
+#include "switchboard/app.hpp"
+
+using namespace switchboard;
+
+namespace {
+
+Config bench_config(const nats_bench::Options& o, const std::string& name) {
+  Config config = config_from_url(o.url, {});
+  config.runtime.name = name;
+  config.log.level = "warn";
+  return config;
+}
+
+int run_service(const nats_bench::Options& o) {
+  asio::io_context io;
+  App app(io, bench_config(o, "math-service"));
+  app.start();
+  Runtime& rt = app.runtime();
+  rt.add(Json{{"topic", "math"}, {"cmd", "add"}}, [](Call& call) -> Json {
+    const Json& p = call.pattern();
+    return p.at("a").get<std::int64_t>() + p.at("b").get<std::int64_t>();
+  });
+  asio::signal_set signals(io, SIGTERM, SIGINT);
+  signals.async_wait([&](std::error_code, int) { rt.close([] {}); });
+  std::cout << "ready" << std::endl;
+  io.run();
+  return 0;
+}
+
+// The client: a small state machine on the runtime's executor (one thread).
+class Client {
+ public:
+  Client(asio::io_context& io, Runtime& rt, const nats_bench::Options& o)
+      : io_(io), rt_(rt), o_(o), timer_(io) {
+    report_.impl = "switchboard";
+    report_.details = "App + Runtime::act, nats transport plugin";
+  }
+
+  void start() {
+    phase_ = Phase::one_warmup;
+    phase_end_ = nats_bench::now_ns() + to_ns(o_.warmup);
+    send_one();
+  }
+
+  const nats_bench::Report& report() const { return report_; }
+
+ private:
+  enum class Phase { one_warmup, one, many_warmup, many, done };
+
+  static std::int64_t to_ns(double seconds) { return static_cast<std::int64_t>(seconds * 1e9); }
+
+  // Sends request `seq_` and calls `then(latency_ns)` with its round trip.
+  void act(std::function<void(std::int64_t)> then) {
+    auto [a, b] = nats_bench::operands(seq_++);
+    auto started = nats_bench::now_ns();
+    rt_.act(Json{{"topic", "math"}, {"cmd", "add"}, {"a", a}, {"b", b}},
+            [this, sum = a + b, started, then = std::move(then)](std::error_code ec, Response r) {
+              auto latency = nats_bench::now_ns() - started;
+              bool ok = !ec && r.result.is_number_integer();
+              report_.check(ok, ok && r.result.get<std::int64_t>() == sum,
+                            ec ? ec.message() + ": " + (r.error ? r.error->message() : "")
+                               : "got " + r.result.dump() + ", expected " + std::to_string(sum));
+              then(latency);
+            });
+  }
+
+  void send_one() {
+    act([this](std::int64_t latency) {
+      if (phase_ == Phase::one) report_.one_latencies_ns.push_back(latency);
+      auto now = nats_bench::now_ns();
+      if (now < phase_end_) return send_one();
+      if (phase_ == Phase::one_warmup) {
+        phase_ = Phase::one;
+        phase_end_ = now + to_ns(o_.seconds);
+        return send_one();
+      }
+      start_many();
+    });
+  }
+
+  void start_many() {
+    phase_ = Phase::many_warmup;
+    timer_.expires_after(std::chrono::nanoseconds(to_ns(o_.warmup)));
+    timer_.async_wait([this](std::error_code) {
+      phase_ = Phase::many;
+      window_start_ = nats_bench::now_ns();
+      cpu_start_ = nats_bench::sample_cpu(o_.pids);
+      completed_ = 0;
+      timer_.expires_after(std::chrono::nanoseconds(to_ns(o_.seconds)));
+      timer_.async_wait([this](std::error_code) {
+        report_.many_count = completed_;
+        report_.many_seconds = static_cast<double>(nats_bench::now_ns() - window_start_) / 1e9;
+        report_.many_cpu = nats_bench::cpu_delta(cpu_start_, nats_bench::sample_cpu(o_.pids));
+        phase_ = Phase::done;
+      });
+    });
+    for (int i = 0; i < o_.inflight; ++i) send_many();
+  }
+
+  void send_many() {
+    ++outstanding_;
+    act([this](std::int64_t) {
+      --outstanding_;
+      ++completed_;
+      if (phase_ != Phase::done) return send_many();
+      if (outstanding_ == 0) rt_.close([] {});
+    });
+  }
+
+  asio::io_context& io_;
+  Runtime& rt_;
+  nats_bench::Options o_;
+  asio::steady_timer timer_;
+  nats_bench::Report report_;
+  Phase phase_ = Phase::one_warmup;
+  std::int64_t phase_end_ = 0;
+  std::uint64_t seq_ = 0;
+  int outstanding_ = 0;
+  std::int64_t completed_ = 0;
+  std::int64_t window_start_ = 0;
+  std::map<std::string, double> cpu_start_;
+};
+
+int run_client(const nats_bench::Options& o) {
+  asio::io_context io;
+  App app(io, bench_config(o, "bench-client"));
+  app.start();
+  Client client(io, app.runtime(), o);
+  asio::post(app.runtime().executor(), [&] { client.start(); });
+  io.run();
+  std::cout << client.report().json() << std::endl;
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    auto o = nats_bench::parse_options(argc, argv);
+    if (o.role == "service") return run_service(o);
+    if (o.role == "client") return run_client(o);
+    std::cerr << "unknown role '" << o.role << "' (service, client)\n";
+  } catch (const std::exception& e) {
+    std::cerr << "switchboard_nats_bench: " << e.what() << "\n";
+  }
+  return 1;
+}
