@@ -12,7 +12,7 @@ build: deps
 	@cmake --build --preset dev
 
 demo: build
-	@./build/bin/example_demo
+	@scripts/demo.sh
 
 test: build
 	@ctest --preset dev

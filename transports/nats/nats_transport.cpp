@@ -31,6 +31,7 @@ struct Shared {
   std::function<void()> on_closed;  // completion of close()
   std::atomic<bool> closed{false};
   std::atomic<bool> connected{false};  // publishes fail fast while false
+  std::atomic<bool> closing{false};    // a drain's disconnect is no news
   std::string endpoint;
 
   void emit(TransportStatus s, std::string detail) {
@@ -50,6 +51,7 @@ std::string connected_url(natsConnection* nc) {
 void on_disconnected(natsConnection* nc, void* closure) {
   auto& shared = *static_cast<Anchor*>(closure);
   shared->connected = false;
+  if (shared->closing) return;
   shared->emit(TransportStatus::disconnected, "lost the server " + shared->endpoint);
 }
 void on_reconnected(natsConnection* nc, void* closure) {
@@ -280,6 +282,7 @@ class NatsTransport final : public Transport {
       return;
     }
     closing_ = true;
+    shared_->closing = true;
     {
       std::lock_guard lock(shared_->mutex);
       auto previous = std::move(shared_->on_closed);
