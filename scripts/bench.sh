@@ -3,15 +3,24 @@
 # timed test: it prints numbers and fails only when a benchmark is wrong
 # (the two sides answer differently), not when it is slow.
 #
-#   scripts/bench.sh [router]
+#   scripts/bench.sh [router|nats]      (no argument: both, one after the other)
 #
 # Router: builds bench/router_bench.cpp in Release, writes the pattern sets
 # and lookups, replays them through Switchboard's PatternRouter (Google
 # Benchmark) and through bloomrun 4.1 (node), BENCH_REPEATS times taking
 # turns, and prints one table of medians.
 #
-# Environment: BENCH_REPEATS (3), BENCH_BUILD_DIR (./build-release),
-# BENCH_JOBS (2), BENCH_MIN_SECONDS (1, CPU seconds per set and side).
+# NATS: starts one nats-server on a free loopback port and, BENCH_REPEATS
+# times taking turns, runs each side's service and client as two processes
+# over it: Switchboard (bench/nats/switchboard_nats_bench.cpp, App over the
+# nats transport plugin), nats-hemera 7.0.2 (bench/hemera/, node) and raw
+# cnats request/reply (bench/nats/raw_cnats_bench.cpp). Each client measures
+# one request in flight (latency) and 256 in flight (requests per second);
+# one table of medians.
+#
+# Environment: BENCH_REPEATS (3 for router, 5 for nats), BENCH_BUILD_DIR
+# (./build-release), BENCH_JOBS (2), BENCH_MIN_SECONDS (1, CPU seconds per
+# set and side), BENCH_NATS_SECONDS (2, wall seconds per measured window).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,7 +28,7 @@ build=${BENCH_BUILD_DIR:-$root/build-release}
 repeats=${BENCH_REPEATS:-3}
 jobs=${BENCH_JOBS:-2}
 min_seconds=${BENCH_MIN_SECONDS:-1}
-which_bench=${1:-router}
+which_bench=${1:-all}
 
 log() { echo "bench: $*" >&2; }
 die() {
@@ -31,8 +40,8 @@ for tool in cmake node npm python3; do
   command -v "$tool" >/dev/null || die "$tool not found (scripts/install-deps.sh installs it)"
 done
 
-# The `release` preset (./build-release) unless BENCH_BUILD_DIR says
-# otherwise; then plain cmake, Release.
+# build_target TARGET...: the `release` preset (./build-release) unless
+# BENCH_BUILD_DIR says otherwise; then plain cmake, Release.
 build_target() {
   local args
   if [[ -z ${BENCH_BUILD_DIR:-} ]] && grep -q '"name": "release"' "$root/CMakePresets.json" 2>/dev/null; then
@@ -47,23 +56,24 @@ build_target() {
     cat "$build/bench-configure.log" >&2
     die "cmake configure failed"
   }
-  log "building $1"
-  cmake --build "$build" --target "$1" -j "$jobs" >"$build/bench-build.log" 2>&1 || {
+  log "building $*"
+  cmake --build "$build" --target "$@" -j "$jobs" >"$build/bench-build.log" 2>&1 || {
     tail -50 "$build/bench-build.log" >&2
-    die "build of $1 failed (log: $build/bench-build.log)"
+    die "build of $* failed (log: $build/bench-build.log)"
   }
 }
 
+# npm_deps DIR PACKAGE: installs bench/DIR's locked packages unless PACKAGE is there.
 npm_deps() {
-  local dir=$root/bench/bloomrun
-  if [[ ! -f $dir/node_modules/bloomrun/package.json ]]; then
-    log "installing bench/bloomrun's npm packages"
+  local dir=$root/bench/$1
+  if [[ ! -f $dir/node_modules/$2/package.json ]]; then
+    log "installing bench/$1's npm packages"
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >&2
   fi
 }
 
 bench_router() {
-  npm_deps
+  npm_deps bloomrun bloomrun
   build_target switchboard_router_bench
   local bin=$build/bin/switchboard_router_bench
   local data=$build/bench-data/router
@@ -147,7 +157,186 @@ sys.exit(1 if sb_vs_br or sb_vs_ref or br_vs_ref else 0)
 PY
 }
 
+# ---- NATS act ------------------------------------------------------------------
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_for_line FILE TEXT SECONDS PID: until FILE has a line TEXT, or PID exits.
+wait_for_line() {
+  local deadline=$((SECONDS + $3))
+  until grep -qx "$2" "$1" 2>/dev/null; do
+    kill -0 "$4" 2>/dev/null || return 1
+    ((SECONDS < deadline)) || return 1
+    sleep 0.05
+  done
+}
+
+stop_pid() {
+  kill "$1" 2>/dev/null || return 0
+  local i
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$1" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -9 "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+nats_server_pid=""
+nats_service_pid=""
+nats_cleanup() {
+  [[ -z $nats_service_pid ]] || stop_pid "$nats_service_pid"
+  [[ -z $nats_server_pid ]] || stop_pid "$nats_server_pid"
+}
+
+bench_nats() {
+  command -v nats-server >/dev/null || die "nats-server not found (scripts/install-deps.sh installs it)"
+  npm_deps hemera nats-hemera
+  build_target switchboard_nats_bench raw_cnats_bench
+  local bin=$build/bin
+  local data=$build/bench-data/nats
+  local nats_repeats=${BENCH_REPEATS:-5}
+  local seconds=${BENCH_NATS_SECONDS:-2}
+  rm -rf "$data"
+  mkdir -p "$data"
+
+  trap nats_cleanup EXIT
+  local port url
+  port=$(free_port)
+  url=nats://127.0.0.1:$port
+  nats-server -a 127.0.0.1 -p "$port" >"$data/nats-server.log" 2>&1 &
+  nats_server_pid=$!
+  local i
+  for ((i = 0; i < 100; i++)); do
+    grep -q "Server is ready" "$data/nats-server.log" && break
+    kill -0 "$nats_server_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  grep -q "Server is ready" "$data/nats-server.log" || {
+    cat "$data/nats-server.log" >&2
+    die "nats-server did not start on port $port"
+  }
+  log "nats-server $(nats-server --version | awk '{print $2}') on $url"
+
+  local sides=(switchboard hemera raw) r k side
+  local client_args=(--url="$url" --seconds="$seconds" --warmup=0.5 --inflight=256)
+  for ((r = 1; r <= nats_repeats; r++)); do
+    # Taking turns, and a different side first each time.
+    for ((k = 0; k < ${#sides[@]}; k++)); do
+      side=${sides[$(((k + r - 1) % ${#sides[@]}))]}
+      log "nats run $r/$nats_repeats: $side"
+      local out=$data/${side}_run$r
+      case $side in
+        switchboard) "$bin/switchboard_nats_bench" service --url="$url" >"$out.service.log" 2>&1 & ;;
+        raw) "$bin/raw_cnats_bench" responder --url="$url" >"$out.service.log" 2>&1 & ;;
+        hemera) (cd "$root/bench/hemera" && exec node service.js --url="$url") >"$out.service.log" 2>&1 & ;;
+      esac
+      nats_service_pid=$!
+      wait_for_line "$out.service.log" ready 15 "$nats_service_pid" || {
+        cat "$out.service.log" >&2
+        die "the $side service did not start"
+      }
+      local pids=service:$nats_service_pid,server:$nats_server_pid
+      case $side in
+        switchboard) "$bin/switchboard_nats_bench" client "${client_args[@]}" --pids="$pids" ;;
+        raw) "$bin/raw_cnats_bench" client "${client_args[@]}" --pids="$pids" ;;
+        hemera) (cd "$root/bench/hemera" && node client.js "${client_args[@]}" --pids="$pids") ;;
+      esac >"$out.json" 2>"$out.client.log" || {
+        cat "$out.client.log" >&2
+        die "the $side client failed"
+      }
+      stop_pid "$nats_service_pid"
+      nats_service_pid=""
+    done
+  done
+  stop_pid "$nats_server_pid"
+  nats_server_pid=""
+
+  python3 - "$data" "$nats_repeats" "$seconds" <<'PY'
+import json, statistics, sys
+from pathlib import Path
+
+data, repeats, seconds = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+sides = ["switchboard", "hemera", "raw"]
+runs = {s: [json.loads((data / f"{s}_run{r}.json").read_text()) for r in range(1, repeats + 1)]
+        for s in sides}
+med = statistics.median
+
+def cpu_us(run):  # CPU time of client + service + server per request, µs
+    m = run["many"]
+    return sum(m["cpu_seconds"].values()) / m["count"] * 1e6 if m["count"] else float("nan")
+
+metrics = {
+    "p50": lambda run: run["one"]["p50_us"],
+    "p99": lambda run: run["one"]["p99_us"],
+    "rps": lambda run: run["many"]["rps"],
+    "cpu": cpu_us,
+}
+m = {s: {k: med([f(run) for run in runs[s]]) for k, f in metrics.items()} for s in sides}
+spread = {s: {k: (min(f(run) for run in runs[s]), max(f(run) for run in runs[s]))
+              for k, f in metrics.items()} for s in sides}
+
+problems = []
+checked = 0
+for s in sides:
+    for r, run in enumerate(runs[s], 1):
+        checked += run["checked"]
+        bad = run["mismatches"] + run["errors"]
+        if bad:
+            problems.append(f"{s} run {r}: {run['mismatches']} wrong answers, {run['errors']} errors"
+                            f" (first: {run['first_problem']})")
+
+details = {s: runs[s][0]["details"] for s in sides}
+print()
+print(f"NATS act round trip, {{topic:'math', cmd:'add', a, b}} -> a + b, median of {repeats} runs "
+      f"(wall time; {seconds:g} s windows; one nats-server on loopback)")
+print()
+print("|                            | switchboard |     hemera |  raw cnats | switchboard / hemera | switchboard / raw |")
+print("| :------------------------- | ----------: | ---------: | ---------: | -------------------: | ----------------: |")
+def row(label, key, fmt, better_low):
+    sb, he, raw = m["switchboard"][key], m["hemera"][key], m["raw"][key]
+    print(f"| {label:<26} | {fmt(sb):>11} | {fmt(he):>10} | {fmt(raw):>10} | "
+          f"{sb / he:>19.2f}x | {sb / raw:>16.2f}x |")
+row("1 in flight, p50 (µs)", "p50", lambda x: f"{x:,.0f}", True)
+row("1 in flight, p99 (µs)", "p99", lambda x: f"{x:,.0f}", True)
+row("256 in flight (requests/s)", "rps", lambda x: f"{x:,.0f}", False)
+row("CPU per request at 256 (µs)", "cpu", lambda x: f"{x:,.1f}", True)
+print()
+for s in sides:
+    sp = spread[s]
+    print(f"  {s}: {details[s]}")
+    print(f"    spread: p50 {sp['p50'][0]:,.0f}..{sp['p50'][1]:,.0f} µs, p99 {sp['p99'][0]:,.0f}..{sp['p99'][1]:,.0f} µs, "
+          f"{sp['rps'][0]:,.0f}..{sp['rps'][1]:,.0f} requests/s")
+print("  CPU per request: client + service + nats-server CPU time over the 256-in-flight window, "
+      "divided by the requests completed in it.")
+print(f"  answers: {checked:,} replies checked against a + b; "
+      f"{sum(r['mismatches'] for s in sides for r in runs[s])} wrong, "
+      f"{sum(r['errors'] for s in sides for r in runs[s])} errors")
+print()
+ok = lambda good: "met" if good else "NOT met"
+p50_he = m["switchboard"]["p50"] / m["hemera"]["p50"]
+p50_raw = m["switchboard"]["p50"] / m["raw"]["p50"]
+rps_he = m["switchboard"]["rps"] / m["hemera"]["rps"]
+print(f"goal 1-in-flight p50 <= 0.5x hemera's: {ok(p50_he <= 0.5)} ({p50_he:.2f}x)")
+print(f"goal 1-in-flight p50 <= 1.1x raw cnats': {ok(p50_raw <= 1.1)} ({p50_raw:.2f}x)")
+print(f"goal 256-in-flight throughput >= 5x hemera's: {ok(rps_he >= 5)} ({rps_he:.2f}x)")
+for p in problems:
+    print(f"WRONG: {p}")
+sys.exit(1 if problems else 0)
+PY
+}
+
 case $which_bench in
   router) bench_router ;;
-  *) die "unknown benchmark '$which_bench' (known: router)" ;;
+  nats) bench_nats ;;
+  all)
+    # Each in its own process, so that one failing still lets the other run.
+    status=0
+    "$root/scripts/bench.sh" router || status=1
+    "$root/scripts/bench.sh" nats || status=1
+    exit $status
+    ;;
+  *) die "unknown benchmark '$which_bench' (known: router, nats)" ;;
 esac

@@ -57,12 +57,14 @@ void add_sub_command(CLI::App& app, int& exit_code) {
     }
     int seen = 0;
     auto& rt = app->runtime();
+    asio::signal_set signals(io, SIGINT, SIGTERM);
     auto ec = rt.subscribe(*subject, *queue, [&](const Message& m) {
       Json data = Json::parse(m.data.view(), nullptr, false);
       Json line = {{"subject", m.subject},
                    {"data", data.is_discarded() ? Json(m.data.view()) : data}};
       std::cout << line.dump() << std::endl;
-      if (*count > 0 && ++seen == *count) rt.close([] {});
+      // The pending signal wait would keep io.run() going after close.
+      if (*count > 0 && ++seen == *count) rt.close([&] { signals.cancel(); });
     });
     if (ec) {
       print_error(Error(errc::invalid_argument, "subscribe '" + *subject + "': " + ec.message()));
@@ -70,7 +72,6 @@ void add_sub_command(CLI::App& app, int& exit_code) {
       return;
     }
     std::cerr << "listening on " << *subject << std::endl;
-    asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](std::error_code e, int) {
       if (!e) rt.close([] {});
     });

@@ -64,7 +64,10 @@ TEST_F(NatsFaults, ServerKilledAndRestartedDuringActLoad) {
   };
   for (int i = 0; i < 4; ++i) one();
 
-  auto run_for = [&](std::chrono::milliseconds d) { test::run_until(io, [] { return false; }, d); };
+  auto run_for = [&](std::chrono::milliseconds d) {
+    test::run_until(
+        io, [] { return false; }, d);
+  };
   run_for(std::chrono::milliseconds(700));
   Outcome before = std::exchange(phase, Outcome{});
   EXPECT_GT(before.by_kind["ok"], 20);
@@ -88,10 +91,10 @@ TEST_F(NatsFaults, ServerKilledAndRestartedDuringActLoad) {
 
   server.start();
   auto restarted = Clock::now();
-  ASSERT_TRUE(test::run_until(io, [&] { return phase.by_kind["ok"] >= 5; }, std::chrono::seconds(5)))
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return phase.by_kind["ok"] >= 5; }, std::chrono::seconds(5)))
       << "acts did not succeed again within 5 s of the restart";
-  double recovery_ms =
-      std::chrono::duration<double, std::milli>(Clock::now() - restarted).count();
+  double recovery_ms = std::chrono::duration<double, std::milli>(Clock::now() - restarted).count();
   std::printf("outage: %d acts (%d timeouts), recovered %.0f ms after restart\n", outage.completed,
               timeouts, recovery_ms);
   EXPECT_GE(reconnected, 1);

@@ -185,8 +185,8 @@ class HemeraInterop : public ::testing::Test {
     nats_ = std::make_unique<test::NatsServer>();
     service_ = std::make_unique<NodeProcess>(
         std::vector<std::string>{kHemeraDir + "/hemera-service.js", nats_->url(), kServiceApp});
-    auto ready = service_->wait_line([](const Json& l) { return l.value("event", "") == "ready"; },
-                                     15s);
+    auto ready =
+        service_->wait_line([](const Json& l) { return l.value("event", "") == "ready"; }, 15s);
     ASSERT_TRUE(ready) << "the Hemera service did not become ready";
   }
 
@@ -247,6 +247,8 @@ Json call(const std::string& id, Json pattern) {
 TEST_F(HemeraInterop, HemeraClientGetsResultsFromSwitchboard) {
   Runtime& rt = start_switchboard({"math"});
   rt.add({{"topic", "sb"}, {"cmd", "echo"}}, [](Call& c) { return c.pattern(); });
+  rt.add({{"topic", "sb"}, {"cmd", "null"}}, [](Call&) -> Json { return nullptr; });
+  rt.add({{"topic", "orders.*"}, {"cmd", "get"}}, [](Call& c) { return c.pattern()["topic"]; });
 
   Json nested = {{"name", "ann"}, {"tags", {1, "two", nullptr}}, {"deep", {{"x", 1.25}}}};
   auto out = run_hemera_client(Json::array({
@@ -255,6 +257,8 @@ TEST_F(HemeraInterop, HemeraClientGetsResultsFromSwitchboard) {
       call("mul", {{"topic", "math"}, {"cmd", "mul"}, {"a", 6}, {"b", 7}}),
       call("div", {{"topic", "math"}, {"cmd", "div"}, {"a", 7}, {"b", 2}}),
       call("echo", {{"topic", "sb"}, {"cmd", "echo"}, {"user", nested}, {"timeout$", 1000}}),
+      call("null", {{"topic", "sb"}, {"cmd", "null"}}),
+      call("wildcard", {{"topic", "orders.eu"}, {"cmd", "get"}}),
   }));
 
   EXPECT_EQ(out["add"]["ok"], true);
@@ -264,6 +268,10 @@ TEST_F(HemeraInterop, HemeraClientGetsResultsFromSwitchboard) {
   EXPECT_EQ(out["div"]["result"], 3.5);
   // The payload travels inside the pattern; `$` keys never do.
   EXPECT_EQ(out["echo"]["result"], (Json{{"topic", "sb"}, {"cmd", "echo"}, {"user", nested}}));
+  EXPECT_EQ(out["null"]["ok"], true);
+  EXPECT_EQ(out["null"]["result"], nullptr);
+  // A wildcard topic, as Hemera allows on add, answers acts on matching subjects.
+  EXPECT_EQ(out["wildcard"]["result"], "orders.eu");
   // What Hemera copies from the reply into the act context.
   EXPECT_EQ(out["add"]["request"]["type"], "request");
   EXPECT_EQ(out["add"]["request"]["service"], "math");
@@ -402,10 +410,8 @@ TEST_F(HemeraInterop, HemeraPubsubReachesEverySubscriber) {
   });
 
   auto out = run_hemera_client(Json::array({
-      call("news", {{"topic", "news"},
-                    {"marker", "h-1"},
-                    {"pubsub$", true},
-                    {"meta$", {{"user", "ann"}}}}),
+      call("news",
+           {{"topic", "news"}, {"marker", "h-1"}, {"pubsub$", true}, {"meta$", {{"user", "ann"}}}}),
       call("job", {{"topic", "jobs"}, {"n", 7}, {"pubsub$", true}}),
   }));
   EXPECT_EQ(out["news"]["ok"], true);
@@ -448,8 +454,9 @@ TEST_F(HemeraInterop, TraceContinuesFromHemeraThroughSwitchboardToHemera) {
   const Json& t = out["t"];
   ASSERT_EQ(t["ok"], true) << t.dump();
   // Switchboard's handler runs in the Hemera caller's span.
-  EXPECT_EQ(t["result"]["seen"],
-            (Json{{"traceId", "hemera-trace-1"}, {"spanId", "hemera-span-1"}, {"parentSpanId", ""}}));
+  EXPECT_EQ(
+      t["result"]["seen"],
+      (Json{{"traceId", "hemera-trace-1"}, {"spanId", "hemera-span-1"}, {"parentSpanId", ""}}));
   // Its nested act is a child span in the same trace, as the Hemera callee sees it.
   const Json& nested = t["result"]["nested"];
   EXPECT_EQ(nested["trace"]["traceId"], "hemera-trace-1");
@@ -464,6 +471,24 @@ TEST_F(HemeraInterop, TraceContinuesFromHemeraThroughSwitchboardToHemera) {
   // And the Hemera client's own span comes back in the reply.
   EXPECT_EQ(t["trace"]["traceId"], "hemera-trace-1");
   EXPECT_EQ(t["trace"]["spanId"], "hemera-span-1");
+}
+
+TEST_F(HemeraInterop, HemeraClientReceivesASwitchboardStream) {
+  Runtime& rt = start_switchboard();
+  rt.add({{"topic", "numbers"}}, [](Call& c, Reply reply) {
+    int n = c.pattern()["n"].get<int>();
+    for (int i = 1; i < n; ++i) reply.next(i);
+    reply.send(n);
+  });
+
+  auto out = run_hemera_client(Json::array({
+      {{"id", "s"},
+       {"pattern", {{"topic", "numbers"}, {"n", 3}, {"expectedMessages$", 3}}},
+       {"messages", 3}},
+  }));
+
+  EXPECT_EQ(out["s"]["ok"], true) << out["s"].dump();
+  EXPECT_EQ(out["s"]["result"], Json::array({1, 2, 3}));
 }
 
 // ---------------------------------------------------------------------------
@@ -485,6 +510,16 @@ TEST_F(HemeraInterop, SwitchboardClientGetsResultsFromHemera) {
   ASSERT_FALSE(echo.ec);
   EXPECT_EQ(echo.response.result["pattern"],
             (Json{{"topic", "calc"}, {"cmd", "echo"}, {"user", nested}}));
+
+  // Hemera leaves `result` out of the reply when the handler gives none.
+  auto nothing = act(rt, {{"topic", "calc"}, {"cmd", "nothing"}});
+  ASSERT_FALSE(nothing.ec);
+  EXPECT_EQ(nothing.response.result, nullptr);
+
+  // A Hemera add on a wildcard topic.
+  auto sensor = act(rt, {{"topic", "sensors.kitchen"}, {"cmd", "read"}});
+  ASSERT_FALSE(sensor.ec) << sensor.response.error->message();
+  EXPECT_EQ(sensor.response.result, (Json{{"sensor", "sensors.kitchen"}}));
 }
 
 TEST_F(HemeraInterop, SwitchboardClientGetsHemeraHandlerErrors) {
@@ -539,6 +574,26 @@ TEST_F(HemeraInterop, SwitchboardClientTimesOutOnASlowHemeraHandler) {
   auto ontime = act(rt, {{"topic", "calc"}, {"cmd", "slow"}, {"ms", 500}, {"timeout$", 5000}});
   ASSERT_FALSE(ontime.ec) << ontime.response.error->message();
   EXPECT_EQ(ontime.response.result, (Json{{"slept", 500}}));
+  EXPECT_EQ(rt.pending_requests(), 0u);
+}
+
+TEST_F(HemeraInterop, SwitchboardClientReceivesAHemeraStream) {
+  Runtime& rt = start_switchboard();
+
+  std::vector<Json> got;
+  test::ActResult last;
+  rt.act_stream(
+      {{"topic", "calc"}, {"cmd", "count"}, {"n", 3}, {"expectedMessages$", 3}},
+      [&got](const Response& r) { got.push_back(r.result); },
+      [&last](std::error_code ec, Response r) {
+        last.ec = ec;
+        last.response = std::move(r);
+        last.done = true;
+      });
+  ASSERT_TRUE(test::run_until(io_, [&] { return last.done; }));
+  EXPECT_FALSE(last.ec) << last.response.error->message();
+  EXPECT_EQ(got, (std::vector<Json>{1, 2, 3}));
+  EXPECT_EQ(last.response.result, 3);
   EXPECT_EQ(rt.pending_requests(), 0u);
 }
 

@@ -1,10 +1,30 @@
-// nats: the NATS transport on cnats. This file is where cnats' threads meet
-// the runtime's executor: every cnats callback copies what it needs and
-// posts it to the executor; nothing else touches runtime state.
+// nats: the NATS transport on cnats. This file is where cnats meets the
+// runtime's executor.
+//
+// cnats runs on the executor's own event loop (natsOptions_SetEventLoop):
+// the socket is watched by the executor's io_context, reads and writes are
+// done by handlers on the executor, and every subscription is a synchronous
+// cnats subscription whose messages those handlers take off its queue and
+// hand to the runtime in place. So a message reaches its handler, and a
+// reply leaves, without crossing a thread (cnats' own model costs a reader
+// thread, a delivery thread per subscription and a flusher thread that waits
+// 1 ms before each write). Writes are coalesced: a publish appends to cnats'
+// buffer and asks for one write, which runs after the handlers already
+// queued; an idle connection sends at once, a busy one sends a batch per
+// write.
+//
+// cnats' own threads (reconnect, ping timer, drain, connection callbacks)
+// only post to the executor; nothing else touches runtime state.
+#include <poll.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
 
 #include "nats_settings.hpp"
 #include "switchboard/config.hpp"
@@ -21,26 +41,72 @@ std::string last_error(natsStatus s) {
   return std::string(natsStatus_GetText(s)) + (text && *text ? std::string(": ") + text : "");
 }
 
-// State shared with cnats callbacks. cnats holds a raw pointer to a heap
-// shared_ptr of it (`Anchor`), released by the closed callback, so the state
-// outlives every callback even when the transport object is gone.
-struct Shared {
+struct SubState;
+
+// State shared with cnats callbacks and with handlers queued on the
+// executor. cnats holds raw pointers to heap shared_ptrs of it (`Anchor`):
+// one released by the closed callback, one by the event loop's detach, so
+// the state outlives every callback even when the transport object is gone.
+struct Shared : std::enable_shared_from_this<Shared> {
   asio::any_io_executor executor;
   std::mutex mutex;
   StatusHandler status;
   std::function<void()> on_closed;  // completion of close()
   std::atomic<bool> closed{false};
-  std::atomic<bool> connected{false};  // publishes fail fast while false
-  std::atomic<bool> closing{false};    // a drain's disconnect is no news
   std::string endpoint;
+
+  // The connection: set by connect() or the first attach, cleared (under
+  // nc_mutex, so that a late attach cannot set it again) when the transport
+  // is destroyed. Used on the executor.
+  std::atomic<natsConnection*> nc{nullptr};
+  std::mutex nc_mutex;
+  bool destroyed = false;
+
+  // Executor only.
+  std::vector<std::shared_ptr<SubState>> subs;
+  std::uint64_t request_seq = 0;  // publishes with a reply subject, numbered
+  std::unique_ptr<asio::posix::stream_descriptor> socket;
+  std::uint64_t socket_generation = 0;  // generation `socket` belongs to
+  bool read_armed = false;
+  bool write_armed = false;
+  std::unique_ptr<asio::steady_timer> drain_timer;
+  // Messages (received, and sent with headers) are freed in batches: cnats
+  // hands each natsMsg_Destroy to its garbage collector thread and wakes
+  // that thread when it is idle, which one at a time costs a thread wake-up
+  // per message.
+  std::vector<natsMsg*> spent;
+  void free_message(natsMsg* msg) {
+    spent.push_back(msg);
+    if (spent.size() >= 256) free_spent();
+  }
+  void free_spent() {
+    for (natsMsg* m : spent) natsMsg_Destroy(m);
+    spent.clear();
+  }
+
+  // Set from cnats' threads (under its connection lock).
+  std::atomic<int> fd{-1};
+  std::atomic<std::uint64_t> generation{0};  // one per attached socket
+  std::atomic<bool> want_write{false};
 
   void emit(TransportStatus s, std::string detail) {
     std::lock_guard lock(mutex);
     if (!status) return;
     asio::post(executor, [h = status, ev = StatusEvent{s, std::move(detail)}] { h(ev); });
   }
+
+  // Event loop, on the executor.
+  void attach_socket(int socket_fd, std::uint64_t gen);
+  void release_socket();
+  void arm_read();
+  void on_readable(std::uint64_t gen);
+  void flush_writes();
+  void deliver_pending();
+  void pump_drain();
 };
 using Anchor = std::shared_ptr<Shared>;
+
+// ---- cnats connection callbacks (cnats' callback thread) -------------------
 
 std::string connected_url(natsConnection* nc) {
   char buf[256] = {0};
@@ -49,20 +115,15 @@ std::string connected_url(natsConnection* nc) {
 }
 
 void on_disconnected(natsConnection* nc, void* closure) {
-  auto& shared = *static_cast<Anchor*>(closure);
-  shared->connected = false;
-  if (shared->closing) return;
-  shared->emit(TransportStatus::disconnected, "lost the server " + shared->endpoint);
+  (*static_cast<Anchor*>(closure))->emit(TransportStatus::disconnected, "lost the server");
 }
 void on_reconnected(natsConnection* nc, void* closure) {
-  auto& shared = *static_cast<Anchor*>(closure);
-  shared->connected = true;
-  shared->emit(TransportStatus::reconnected, connected_url(nc));
+  (*static_cast<Anchor*>(closure))->emit(TransportStatus::reconnected, connected_url(nc));
 }
 void on_closed(natsConnection* nc, void* closure) {
   auto* anchor = static_cast<Anchor*>(closure);
   auto shared = *anchor;
-  delete anchor;  // cnats makes no callback after this one
+  delete anchor;  // cnats makes no connection callback after this one
   shared->closed = true;
   shared->emit(TransportStatus::closed, shared->endpoint);
   std::function<void()> done;
@@ -70,7 +131,12 @@ void on_closed(natsConnection* nc, void* closure) {
     std::lock_guard lock(shared->mutex);
     done = std::move(shared->on_closed);
   }
-  if (done) asio::post(shared->executor, std::move(done));
+  // Whatever drain left queued is delivered before close completes.
+  asio::post(shared->executor, [shared, done = std::move(done)] {
+    shared->deliver_pending();
+    if (shared->drain_timer) shared->drain_timer->cancel();
+    if (done) done();
+  });
 }
 void on_error(natsConnection* nc, natsSubscription* sub, natsStatus err, void* closure) {
   auto& shared = *static_cast<Anchor*>(closure);
@@ -84,15 +150,137 @@ void on_error(natsConnection* nc, natsSubscription* sub, natsStatus err, void* c
   }
 }
 
-// One subscription, shared between the user's handle, the transport and
-// cnats' message callback (through a heap shared_ptr freed on completion).
+// ---- the event loop: cnats asks, the executor does -------------------------
+//
+// These are called by cnats with its connection lock held, from any of its
+// threads or from ours inside a cnats call: they only record and post.
+
+natsStatus ev_attach(void** user_data, void* loop, natsConnection* nc, natsSock socket) {
+  auto* shared = static_cast<Shared*>(loop);
+  {
+    std::lock_guard lock(shared->nc_mutex);
+    if (!shared->destroyed) shared->nc = nc;
+  }
+  // The first attach anchors the state until detach.
+  if (*user_data == nullptr) *user_data = new Anchor(shared->shared_from_this());
+  auto gen = ++shared->generation;
+  shared->fd = static_cast<int>(socket);
+  asio::post(shared->executor, [s = shared->shared_from_this(), socket, gen] {
+    s->attach_socket(static_cast<int>(socket), gen);
+  });
+  return NATS_OK;
+}
+
+// cnats asks to stop reading only when the socket goes away (disconnect or
+// close); it closes the socket right after.
+natsStatus ev_read(void* user_data, bool add) {
+  auto& shared = *static_cast<Anchor*>(user_data);
+  if (!add) {
+    shared->fd = -1;
+    ++shared->generation;
+    asio::post(shared->executor, [s = shared] { s->release_socket(); });
+  }
+  return NATS_OK;
+}
+
+// Asked once when cnats' write buffer gets data (until the write that
+// empties it); the write runs after the handlers already queued, so that
+// replies produced together leave together.
+natsStatus ev_write(void* user_data, bool add) {
+  auto& shared = *static_cast<Anchor*>(user_data);
+  shared->want_write = add;
+  if (add) asio::post(shared->executor, [s = shared] { s->flush_writes(); });
+  return NATS_OK;
+}
+
+natsStatus ev_detach(void* user_data) {
+  auto* anchor = static_cast<Anchor*>(user_data);
+  auto shared = *anchor;
+  delete anchor;  // cnats makes no event loop callback after this one
+  shared->fd = -1;
+  ++shared->generation;
+  asio::post(shared->executor, [shared] { shared->release_socket(); });
+  return NATS_OK;
+}
+
+void Shared::attach_socket(int socket_fd, std::uint64_t gen) {
+  if (gen != generation.load() || !nc.load()) return;  // already replaced or gone
+  release_socket();
+  socket = std::make_unique<asio::posix::stream_descriptor>(executor, socket_fd);
+  socket_generation = gen;
+  arm_read();
+  // Anything published before the socket was watched.
+  if (want_write) flush_writes();
+  deliver_pending();
+}
+
+void Shared::release_socket() {
+  if (!socket) return;
+  boost::system::error_code ignored;
+  socket->cancel(ignored);
+  socket->release();  // cnats owns the descriptor and closes it
+  socket.reset();
+  read_armed = write_armed = false;
+}
+
+void Shared::arm_read() {
+  if (!socket || read_armed) return;
+  read_armed = true;
+  socket->async_wait(asio::posix::stream_descriptor::wait_read,
+                     [self = shared_from_this(), gen = socket_generation](std::error_code ec) {
+                       if (gen == self->socket_generation) self->read_armed = false;
+                       if (!ec) self->on_readable(gen);
+                     });
+}
+
+void Shared::on_readable(std::uint64_t gen) {
+  natsConnection* conn = nc;
+  if (!conn || gen != generation.load()) return;
+  // One read of up to cnats' buffer size, parsed into the subscriptions'
+  // queues; then every message is handed over here, on the executor.
+  natsConnection_ProcessReadEvent(conn);
+  deliver_pending();
+  if (gen == generation.load() && gen == socket_generation) arm_read();
+}
+
+void Shared::flush_writes() {
+  natsConnection* conn = nc;
+  if (!conn || !want_write) return;
+  natsConnection_ProcessWriteEvent(conn);  // clears want_write once all is written
+  if (!want_write || !socket || write_armed) return;
+  // The socket took only part of it: wait until it takes more.
+  write_armed = true;
+  socket->async_wait(asio::posix::stream_descriptor::wait_write,
+                     [self = shared_from_this(), gen = socket_generation](std::error_code ec) {
+                       if (gen == self->socket_generation) self->write_armed = false;
+                       if (!ec) self->flush_writes();
+                     });
+}
+
+// ---- subscriptions -----------------------------------------------------------
+
+// One subscription (a synchronous cnats subscription), shared between the
+// user's handle, the transport and handlers queued on the executor.
 struct SubState {
-  std::shared_ptr<Shared> shared;
+  std::weak_ptr<Shared> shared;
   MessageHandler handler;
   std::atomic<bool> alive{true};
   std::mutex mutex;
   natsSubscription* sub = nullptr;  // destroyed once, by whoever stops it first
   std::string subject;
+
+  // Requests published with a reply subject this subscription matches, by
+  // reply subject, until their first reply: cnats reports a "no responders"
+  // status (an empty message with Status 503 on the reply subject) without
+  // its subject on a synchronous subscription, so the transport works out
+  // which request it answers. Executor only.
+  struct Request {
+    std::uint64_t seq;
+    std::string subject;  // where the request went
+    std::chrono::steady_clock::time_point sent;
+  };
+  std::unordered_map<std::string, Request> awaiting;
+  std::uint64_t answered_seq = 0;  // highest request seq answered so far
 
   void stop() {
     alive = false;
@@ -102,49 +290,159 @@ struct SubState {
     natsSubscription_Destroy(sub);
     sub = nullptr;
   }
+
+  natsSubscription* handle() {
+    std::lock_guard lock(mutex);
+    return sub;
+  }
+
+  // Takes what cnats queued and hands it to the handler, here. `until_empty`
+  // (while draining) also polls an empty queue, which is what lets cnats
+  // finish draining a synchronous subscription.
+  void deliver(bool until_empty);
+  void note_request(const std::string& reply, const std::string& subject, std::uint64_t seq);
+  void on_reply_subject(const std::string& reply);
+  void on_no_responders();
+  void prune_awaiting();
 };
 using SubAnchor = std::shared_ptr<SubState>;
 
-void on_message(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
-  auto state = *static_cast<SubAnchor*>(closure);
+// Copies the message out; the caller frees `msg`.
+Message to_message(natsMsg* msg) {
   Message m;
   m.subject = natsMsg_GetSubject(msg);
   if (const char* reply = natsMsg_GetReply(msg)) m.reply_to = reply;
   m.data = Payload(std::string(natsMsg_GetData(msg), natsMsg_GetDataLength(msg)));
-  if (natsMsg_IsNoResponders(msg)) {
-    m.headers.emplace("Status", "503");  // what the runtime reads as no responders
-  } else {
-    const char** keys = nullptr;
-    int count = 0;
-    if (natsMsgHeader_Keys(msg, &keys, &count) == NATS_OK) {
-      for (int i = 0; i < count; ++i) {
-        const char* value = nullptr;
-        if (natsMsgHeader_Get(msg, keys[i], &value) == NATS_OK && value) {
-          m.headers.emplace(keys[i], value);
-        }
+  const char** keys = nullptr;
+  int count = 0;
+  if (natsMsgHeader_Keys(msg, &keys, &count) == NATS_OK) {
+    for (int i = 0; i < count; ++i) {
+      const char* value = nullptr;
+      if (natsMsgHeader_Get(msg, keys[i], &value) == NATS_OK && value) {
+        m.headers.emplace(keys[i], value);
       }
-      free(static_cast<void*>(keys));
     }
+    free(static_cast<void*>(keys));
   }
-  natsMsg_Destroy(msg);
-  asio::post(state->shared->executor, [state, m = std::move(m)]() mutable {
-    if (state->alive) state->handler(std::move(m));
-  });
+  return m;
 }
 
-void on_subscription_complete(void* closure) {
-  delete static_cast<SubAnchor*>(closure);
+void SubState::deliver(bool until_empty) {
+  while (alive) {
+    natsSubscription* s = handle();
+    if (!s) return;
+    int pending = 0, bytes = 0;
+    if (natsSubscription_GetPending(s, &pending, &bytes) != NATS_OK) return;
+    if (pending <= 0 && !until_empty) return;
+    for (int i = 0; i < std::max(pending, 1) && alive; ++i) {
+      natsMsg* msg = nullptr;
+      natsStatus status = natsSubscription_NextMsg(&msg, s, 0);
+      if (status == NATS_OK) {
+        Message m = to_message(msg);
+        if (auto owner = shared.lock()) {
+          owner->free_message(msg);
+        } else {
+          natsMsg_Destroy(msg);
+        }
+        if (!awaiting.empty()) on_reply_subject(m.subject);
+        handler(std::move(m));
+      } else if (status == NATS_NO_RESPONDERS) {
+        on_no_responders();
+      } else if (status != NATS_SLOW_CONSUMER) {
+        return;  // empty (or drained, or closed)
+      }
+    }
+  }
+}
+
+void SubState::note_request(const std::string& reply, const std::string& to, std::uint64_t seq) {
+  if (awaiting.size() >= 4096) prune_awaiting();
+  awaiting[reply] = Request{seq, to, std::chrono::steady_clock::now()};
+}
+
+void SubState::on_reply_subject(const std::string& reply) {
+  auto it = awaiting.find(reply);
+  if (it == awaiting.end()) return;
+  answered_seq = std::max(answered_seq, it->second.seq);
+  awaiting.erase(it);
+}
+
+// The server sends "no responders" when it processes the request, so it
+// reaches us before any reply to a request sent after that one: the request
+// it answers is one still waiting whose number is above every request
+// answered so far. When those candidates all went to one subject, it is the
+// oldest of them (the server answers in the order it got them); when they
+// went to several, the transport cannot tell, and that act runs into its
+// timeout instead of failing at once.
+void SubState::on_no_responders() {
+  const std::string* reply = nullptr;
+  const Request* found = nullptr;
+  bool ambiguous = false;
+  for (const auto& [subject, request] : awaiting) {
+    if (request.seq <= answered_seq) continue;
+    if (found && found->subject != request.subject) ambiguous = true;
+    if (!found || request.seq < found->seq) {
+      reply = &subject;
+      found = &request;
+    }
+  }
+  if (!found || ambiguous) {
+    spdlog::debug("nats: a 'no responders' status on {} could not be matched to a request",
+                  this->subject);
+    return;
+  }
+  Message m;
+  m.subject = *reply;
+  m.headers.emplace("Status", "503");  // what the runtime reads as no responders
+  answered_seq = found->seq;
+  awaiting.erase(m.subject);
+  handler(std::move(m));
+}
+
+// Requests that got no reply (their act timed out) are forgotten after a
+// minute; "no responders" comes within a round trip of the request.
+void SubState::prune_awaiting() {
+  auto limit = std::chrono::steady_clock::now() - std::chrono::minutes(1);
+  for (auto it = awaiting.begin(); it != awaiting.end();) {
+    it = it->second.sent < limit ? awaiting.erase(it) : std::next(it);
+  }
+}
+
+void Shared::deliver_pending() {
+  if (!nc.load()) return;
+  // A handler may subscribe or unsubscribe: walk a copy.
+  auto snapshot = subs;
+  for (auto& s : snapshot) s->deliver(false);
+}
+
+// While cnats drains the connection, poll every subscription until cnats
+// has removed them all (and closed the connection).
+void Shared::pump_drain() {
+  if (!nc.load() || closed) return;
+  auto snapshot = subs;
+  for (auto& s : snapshot) s->deliver(true);
+  drain_timer->expires_after(std::chrono::milliseconds(5));
+  drain_timer->async_wait([self = shared_from_this()](std::error_code ec) {
+    if (!ec) self->pump_drain();
+  });
 }
 
 class NatsSubscription final : public Subscription {
  public:
   explicit NatsSubscription(std::shared_ptr<SubState> state) : state_(std::move(state)) {}
-  void unsubscribe() override { state_->stop(); }
+  void unsubscribe() override {
+    state_->stop();
+    if (auto shared = state_->shared.lock()) {
+      std::erase(shared->subs, state_);
+    }
+  }
   const std::string& subject() const override { return state_->subject; }
 
  private:
   std::shared_ptr<SubState> state_;
 };
+
+// ---- the transport -------------------------------------------------------------
 
 class NatsTransport final : public Transport {
  public:
@@ -159,7 +457,14 @@ class NatsTransport final : public Transport {
   }
 
   ~NatsTransport() override {
-    for (auto& s : subs_) s->stop();
+    for (auto& s : shared_->subs) s->stop();
+    shared_->subs.clear();
+    shared_->free_spent();
+    {
+      std::lock_guard lock(shared_->nc_mutex);
+      shared_->destroyed = true;
+      shared_->nc = nullptr;  // handlers still queued do nothing
+    }
     if (nc_) natsConnection_Destroy(nc_);  // closes first if needed
   }
 
@@ -185,6 +490,10 @@ class NatsTransport final : public Transport {
     natsOptions_SetReconnectedCB(opts, on_reconnected, anchor);
     natsOptions_SetClosedCB(opts, on_closed, anchor);
     natsOptions_SetErrorHandler(opts, on_error, anchor);
+    // The executor's event loop; every publish asks for a write at once
+    // (there is no flusher thread to wait for).
+    natsOptions_SetEventLoop(opts, shared_.get(), ev_attach, ev_read, ev_write, ev_detach);
+    natsOptions_SetSendAsap(opts, true);
     natsStatus s = natsConnection_Connect(&nc_, opts);
     natsOptions_Destroy(opts);
     if (s != NATS_OK) {
@@ -193,7 +502,6 @@ class NatsTransport final : public Transport {
       spdlog::error("nats: cannot connect to {}: {}", shared_->endpoint, last_error(s));
       return make_error_code(errc::transport_error);
     }
-    shared_->connected = true;
     auto server_max = static_cast<std::size_t>(natsConnection_GetMaxPayload(nc_));
     max_payload_ = std::min(configured_max_, server_max);
     shared_->emit(TransportStatus::connected, connected_url(nc_));
@@ -203,13 +511,11 @@ class NatsTransport final : public Transport {
   std::error_code publish(Message msg) override {
     if (!nc_ || closing_) return make_error_code(errc::closed);
     if (msg.data.size() > max_payload_) return make_error_code(errc::payload_too_large);
-    // cnats would buffer while reconnecting; a caller is better served by an
-    // error now than by a timeout later.
-    if (!shared_->connected) return make_error_code(errc::disconnected);
     std::string why;
     if (auto ec = validate_subject(msg.subject, false, why)) return ec;
     natsStatus s;
     const char* reply = msg.reply_to.empty() ? nullptr : msg.reply_to.c_str();
+    if (reply) note_request(msg.reply_to, msg.subject);
     if (msg.headers.empty() && reply) {
       s = natsConnection_PublishRequest(nc_, msg.subject.c_str(), reply, msg.data.data(),
                                         static_cast<int>(msg.data.size()));
@@ -224,7 +530,7 @@ class NatsTransport final : public Transport {
         s = natsMsgHeader_Set(m, it->first.c_str(), it->second.c_str());
       }
       if (s == NATS_OK) s = natsConnection_PublishMsg(nc_, m);
-      natsMsg_Destroy(m);
+      shared_->free_message(m);
     }
     if (s == NATS_OK) return {};
     if (s == NATS_CONNECTION_CLOSED) return make_error_code(errc::closed);
@@ -242,28 +548,24 @@ class NatsTransport final : public Transport {
     state->shared = shared_;
     state->handler = std::move(handler);
     state->subject = subject;
-    auto* anchor = new SubAnchor(state);
     natsSubscription* sub = nullptr;
-    natsStatus s = queue_group.empty()
-                       ? natsConnection_Subscribe(&sub, nc_, subject.c_str(), on_message, anchor)
-                       : natsConnection_QueueSubscribe(&sub, nc_, subject.c_str(),
-                                                       queue_group.c_str(), on_message, anchor);
+    natsStatus s = queue_group.empty() ? natsConnection_SubscribeSync(&sub, nc_, subject.c_str())
+                                       : natsConnection_QueueSubscribeSync(
+                                             &sub, nc_, subject.c_str(), queue_group.c_str());
     if (s != NATS_OK) {
-      delete anchor;
       spdlog::warn("nats: subscribe to {} failed: {}", subject, last_error(s));
       return make_error_code(s == NATS_CONNECTION_CLOSED ? errc::closed : errc::transport_error);
     }
-    natsSubscription_SetOnCompleteCB(sub, on_subscription_complete, anchor);
     natsSubscription_SetPendingLimits(sub, settings_.pending_messages, settings_.pending_bytes);
+    state->sub = sub;
+    shared_->subs.push_back(state);
     // One round trip so that the server has the interest before we return:
-    // an add() followed at once by an act() must find its responder.
-    if (natsStatus f = natsConnection_FlushTimeout(nc_, settings_.connect_timeout_ms);
-        f != NATS_OK) {
+    // an add() followed at once by an act() from elsewhere must find its
+    // responder.
+    if (natsStatus f = round_trip(); f != NATS_OK) {
       spdlog::warn("nats: subscription to {} not confirmed by the server yet: {}", subject,
                    last_error(f));
     }
-    state->sub = sub;
-    subs_.push_back(state);
     out = std::make_unique<NatsSubscription>(std::move(state));
     return {};
   }
@@ -282,7 +584,6 @@ class NatsTransport final : public Transport {
       return;
     }
     closing_ = true;
-    shared_->closing = true;
     {
       std::lock_guard lock(shared_->mutex);
       auto previous = std::move(shared_->on_closed);
@@ -295,17 +596,57 @@ class NatsTransport final : public Transport {
     if (s != NATS_OK && s != NATS_DRAINING) {
       // Not connected (or already closing): close outright.
       natsConnection_Close(nc_);
+      return;
+    }
+    if (!shared_->drain_timer) {
+      shared_->drain_timer = std::make_unique<asio::steady_timer>(shared_->executor);
+      asio::post(shared_->executor, [s = shared_] { s->pump_drain(); });
     }
   }
 
  private:
+  // A publish with a reply subject: each subscription of ours that the
+  // reply subject matches remembers it (see SubState::on_no_responders).
+  void note_request(const std::string& reply, const std::string& to) {
+    std::uint64_t seq = ++shared_->request_seq;
+    for (auto& s : shared_->subs) {
+      if (subject_matches(s->subject, reply)) s->note_request(reply, to, seq);
+    }
+  }
+
+  // natsConnection_FlushTimeout waits for the server's PONG, which only
+  // this thread (the event loop) reads: so it runs on a helper thread while
+  // this one writes and reads the socket itself. Called on the executor or
+  // before it runs, so no handler of ours touches the socket meanwhile;
+  // messages read here are handed over by a queued delivery.
+  natsStatus round_trip() {
+    std::atomic<bool> done{false};
+    natsStatus result = NATS_OK;
+    std::thread waiter([&] {
+      result = natsConnection_FlushTimeout(nc_, settings_.connect_timeout_ms);
+      done = true;
+    });
+    while (!done) {
+      if (shared_->want_write) natsConnection_ProcessWriteEvent(nc_);
+      int fd = shared_->fd;
+      if (fd < 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        continue;
+      }
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 1) > 0) natsConnection_ProcessReadEvent(nc_);
+    }
+    waiter.join();
+    asio::post(shared_->executor, [s = shared_] { s->deliver_pending(); });
+    return result;
+  }
+
   NatsSettings settings_;
   std::size_t configured_max_;
   std::size_t max_payload_ = 1024 * 1024;
   std::shared_ptr<Shared> shared_;
   natsConnection* nc_ = nullptr;
   bool closing_ = false;
-  std::vector<std::shared_ptr<SubState>> subs_;
 };
 
 class NatsFactory final : public TransportFactory {

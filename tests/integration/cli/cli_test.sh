@@ -80,5 +80,34 @@ else
   echo "FAIL run-sigterm (exit $code): $(cat "$tmp/run.out" "$tmp/run.err" | head -c 400)"
 fi
 
+# Across processes over a real nats-server: run + act, sub + pub.
+if command -v nats-server >/dev/null; then
+  port=$(( (RANDOM % 20000) + 30000 ))
+  nats-server -a 127.0.0.1 -p "$port" >"$tmp/nats.log" 2>&1 &
+  nats=$!
+  for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.05; done
+  url="nats://127.0.0.1:$port"
+  "$SB" run --url "$url" --plugin math >"$tmp/svc.out" 2>"$tmp/svc.err" &
+  svc=$!
+  for _ in $(seq 100); do grep -q '^ready' "$tmp/svc.out" && break; sleep 0.05; done
+  check nats-act 0 '^5$' '' -- act --url "$url" '{"topic":"math","cmd":"add","a":2,"b":3}'
+  check nats-act-error nonzero '' 'MathError' -- act --url "$url" '{"topic":"math","cmd":"div","a":2,"b":0}'
+  check nats-act-nobody nonzero '' 'no responders' -- act --url "$url" '{"topic":"nobody"}'
+  "$SB" sub --url "$url" --count 2 'orders.>' >"$tmp/sub.out" 2>"$tmp/sub.err" &
+  sub=$!
+  for _ in $(seq 100); do grep -q 'listening' "$tmp/sub.err" && break; sleep 0.05; done
+  check nats-pub-1 0 '' '' -- pub --url "$url" orders.new '{"id":1}'
+  check nats-pub-2 0 '' '' -- pub --url "$url" orders.eu.new 'plain text'
+  wait "$sub"
+  if grep -q '"subject":"orders.new"' "$tmp/sub.out" && grep -q '"data":"plain text"' "$tmp/sub.out"; then
+    PASSED=$((PASSED + 1))
+  else
+    FAILED=$((FAILED + 1))
+    echo "FAIL nats-sub: $(cat "$tmp/sub.out" "$tmp/sub.err" | head -c 400)"
+  fi
+  kill "$svc" "$nats" 2>/dev/null
+  wait "$svc" "$nats" 2>/dev/null
+fi
+
 echo "$PASSED passed, $FAILED failed"
 ((FAILED == 0))

@@ -9,12 +9,13 @@
 //
 // <calls> is a JSON array of {"id": "<name>", "pattern": {...}}; the pattern
 // is passed to hemera.act() as it is, `$` options included (timeout$, meta$,
-// delegate$, trace$, pubsub$, ...).
+// delegate$, trace$, pubsub$, expectedMessages$, ...). With "messages": n
+// the call collects n replies of a stream and prints them as one array.
 //
 // Output, one line per call, in order:
 //   {"id":..., "ok":true,  "result":..., "meta":..., "trace":..., "request":...}
 //   {"id":..., "ok":false, "error":{"name","message","code","hops","class",...},
-//    "meta":..., "trace":...}
+//    "meta":..., "trace":...[, "received": [...] the replies of a stream so far]}
 // `meta`, `trace` and `request` are the act context after the reply: what the
 // service sent back (Hemera copies them from the reply). `error.class` is the
 // constructor Hemera rebuilt the error with (its registered errors, such as
@@ -55,11 +56,20 @@ function errorData(err) {
 }
 
 function actOnce(hemera, call) {
+  const wanted = call.messages || 1
+  const results = []
+  let finished = false
   return new Promise(resolve => {
     // Hemera 7 merges a top-level meta$ into the root instance's own meta$,
     // so it would travel with every later act; each call here stands alone.
     hemera.meta$ = {}
     hemera.act(call.pattern, function done(err, result) {
+      if (finished) return
+      if (!err) {
+        results.push(result === undefined ? null : result)
+        if (results.length < wanted) return
+      }
+      finished = true
       const line = {
         id: call.id,
         ok: !err,
@@ -67,8 +77,12 @@ function actOnce(hemera, call) {
         trace: this.trace$,
         request: this.request$
       }
-      if (err) line.error = errorData(err)
-      else line.result = result === undefined ? null : result
+      if (err) {
+        line.error = errorData(err)
+        if (wanted > 1) line.received = results
+      } else {
+        line.result = wanted > 1 ? results : results[0]
+      }
       resolve(line)
     })
   })

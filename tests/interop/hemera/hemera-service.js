@@ -24,8 +24,11 @@
 //                                        {result, trace}: the nested result and
 //                                        the trace$ this handler received; a
 //                                        nested error is passed on as it came
+//   cmd:count         {n}             -> a stream: the replies 1, 2, ..., n
 //   cmd:sharedCount                   -> how many `shared` requests this
 //                                        process served
+//   cmd:nothing                       -> answers with no result at all (cb())
+//   topic:sensors.* cmd:read          -> {sensor: <the topic acted on>}
 //   topic:shared cmd:who              -> {by: "hemera"}; also served by
 //                                        Switchboard, in queue group queue.shared
 //   topic:news pubsub$                -> prints a "pubsub" event
@@ -95,6 +98,11 @@ hemera.ready(err => {
       cb(null, { result, trace })
     })
   })
+  hemera.add({ topic: 'calc', cmd: 'count' }, function count(req) {
+    for (let i = 1; i <= req.n; i++) this.reply.next(i)
+  })
+  hemera.add({ topic: 'calc', cmd: 'nothing' }, (req, cb) => cb())
+  hemera.add({ topic: 'sensors.*', cmd: 'read' }, (req, cb) => cb(null, { sensor: req.topic }))
   hemera.add({ topic: 'calc', cmd: 'sharedCount' }, (req, cb) => cb(null, sharedCount))
   hemera.add({ topic: 'shared', cmd: 'who' }, (req, cb) => {
     sharedCount += 1
