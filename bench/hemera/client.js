@@ -29,7 +29,7 @@ const report = {
 }
 let seq = 0
 
-function check(err, result, sum) {
+function check (err, result, sum) {
   report.checked++
   if (err) report.errors++
   else if (result !== sum) report.mismatches++
@@ -40,7 +40,7 @@ function check(err, result, sum) {
 }
 
 // Sends the next request; then(latencyNs) after its reply was checked.
-function act(then) {
+function act (then) {
   const { a, b } = operands(seq++)
   const started = nowNs()
   hemera.act({ topic: 'math', cmd: 'add', a, b }, (err, result) => {
@@ -50,13 +50,13 @@ function act(then) {
   })
 }
 
-function percentileUs(sorted, p) {
+function percentileUs (sorted, p) {
   if (!sorted.length) return 0
   const rank = Math.min(Math.round((p / 100) * (sorted.length - 1)), sorted.length - 1)
   return Number(sorted[rank]) / 1000
 }
 
-function phaseOne(done) {
+function phaseOne (done) {
   const latencies = []
   let measuring = false
   let end = nowNs() + BigInt(Math.round(o.warmup * 1e9))
@@ -83,7 +83,7 @@ function phaseOne(done) {
   next()
 }
 
-function phaseMany(done) {
+function phaseMany (done) {
   let stop = false
   let outstanding = 0
   let completed = 0

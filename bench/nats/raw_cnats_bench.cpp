@@ -15,13 +15,15 @@
 //       --inflight=N --pids=... --many-asap=0|1]
 //       one in flight: natsConnection_Request (cnats' new-style request: one
 //       shared response inbox, the request written at once), with
-//       natsOptions_SetSendAsap;
+//       natsOptions_SetSendAsap (--old-request-style=1: a new inbox
+//       subscription per request, measured about 10% slower here);
 //       N in flight: its own connection with one shared reply inbox
 //       ("_INBOX.<nuid>.*", an async subscription) and PublishRequest to
 //       "<inbox>.<slot>"; each reply's callback publishes that slot's next
-//       request. --many-asap=1 (default) writes each request at once
-//       (SendAsap); 0 leaves writes to cnats' flusher thread, which
-//       coalesces them but waits 1 ms before each write.
+//       request. By default without SendAsap: cnats' flusher thread writes
+//       what accumulated (it waits 1 ms before each write), which with 256
+//       in flight beats a write per request (--many-asap=1, measured
+//       10-25% slower here).
 //
 // bench_common.hpp describes the phases and the report.
 #include <nats/nats.h>
@@ -48,11 +50,12 @@ void check(natsStatus s, const char* what) {
                            (last && *last ? std::string(" (") + last + ")" : ""));
 }
 
-natsConnection* connect(const std::string& url, bool send_asap) {
+natsConnection* connect(const std::string& url, bool send_asap, bool old_request_style = false) {
   natsOptions* opts = nullptr;
   check(natsOptions_Create(&opts), "options");
   check(natsOptions_SetURL(opts, url.c_str()), "url");
   check(natsOptions_SetSendAsap(opts, send_asap), "send asap");
+  check(natsOptions_UseOldRequestStyle(opts, old_request_style), "request style");
   natsConnection* nc = nullptr;
   natsStatus s = natsConnection_Connect(&nc, opts);
   natsOptions_Destroy(opts);
@@ -130,8 +133,9 @@ bool check_reply(nats_bench::Report& report, const char* data, int len, std::int
 }
 
 // One request in flight, natsConnection_Request.
-void run_one(const nats_bench::Options& o, nats_bench::Report& report, std::uint64_t& seq) {
-  natsConnection* nc = connect(o.url, true);
+void run_one(const nats_bench::Options& o, nats_bench::Report& report, std::uint64_t& seq,
+             bool old_style) {
+  natsConnection* nc = connect(o.url, true, old_style);
   char buf[128];
   auto run_for = [&](double seconds, bool record) {
     auto end = now_ns() + static_cast<std::int64_t>(seconds * 1e9);
@@ -244,15 +248,16 @@ void run_many(const nats_bench::Options& o, nats_bench::Report& report, std::uin
 
 int run_client(const nats_bench::Options& o) {
   nats_bench::Report report;
-  bool many_asap = o.extra.count("many-asap") ? o.extra.at("many-asap") != "0" : true;
+  bool many_asap = o.extra.count("many-asap") ? o.extra.at("many-asap") != "0" : false;
+  bool old_style = o.extra.count("old-request-style") && o.extra.at("old-request-style") != "0";
   report.impl = "raw-cnats";
   report.details = std::string("cnats ") + NATS_VERSION_STRING +
                    "; one: natsConnection_Request + SendAsap; many: shared inbox + "
                    "PublishRequest" +
-                   (many_asap ? " + SendAsap" : " (flusher thread)") +
+                   (many_asap ? " + SendAsap" : ", writes by the flusher thread") +
                    "; responder: async queue subscription + SendAsap";
   std::uint64_t seq = 0;
-  run_one(o, report, seq);
+  run_one(o, report, seq, old_style);
   run_many(o, report, seq, many_asap);
   nats_Close();
   std::cout << report.json() << std::endl;

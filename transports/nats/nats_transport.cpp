@@ -53,6 +53,8 @@ struct Shared : std::enable_shared_from_this<Shared> {
   StatusHandler status;
   std::function<void()> on_closed;  // completion of close()
   std::atomic<bool> closed{false};
+  std::atomic<bool> connected{false};  // publishes fail fast while false
+  std::atomic<bool> closing{false};    // a drain's disconnect is no news
   std::string endpoint;
 
   // The connection: set by connect() or the first attach, cleared (under
@@ -89,9 +91,18 @@ struct Shared : std::enable_shared_from_this<Shared> {
   std::atomic<std::uint64_t> generation{0};  // one per attached socket
   std::atomic<bool> want_write{false};
 
+  // Posts from cnats' threads go through here: once the transport is gone
+  // (`dead`), its executor may be gone too, and nothing is posted.
+  bool dead = false;  // under `mutex`
+  template <typename Handler>
+  void post(Handler&& handler) {
+    std::lock_guard lock(mutex);
+    if (!dead) asio::post(executor, std::forward<Handler>(handler));
+  }
+
   void emit(TransportStatus s, std::string detail) {
     std::lock_guard lock(mutex);
-    if (!status) return;
+    if (!status || dead) return;
     asio::post(executor, [h = status, ev = StatusEvent{s, std::move(detail)}] { h(ev); });
   }
 
@@ -108,6 +119,19 @@ using Anchor = std::shared_ptr<Shared>;
 
 // ---- cnats connection callbacks (cnats' callback thread) -------------------
 
+// The closure of the connection callbacks. cnats gives no signal after
+// which it makes no more of them (an error callback can follow the closed
+// one), so these anchors are kept for the life of the process in a
+// registry, about 100 bytes per connection ever opened; a transport that is
+// gone marks its state dead, and late callbacks then do nothing.
+Anchor* retain_anchor(const std::shared_ptr<Shared>& shared) {
+  static std::mutex mutex;
+  static std::vector<std::unique_ptr<Anchor>> registry;
+  std::lock_guard lock(mutex);
+  registry.push_back(std::make_unique<Anchor>(shared));
+  return registry.back().get();
+}
+
 std::string connected_url(natsConnection* nc) {
   char buf[256] = {0};
   if (natsConnection_GetConnectedUrl(nc, buf, sizeof buf) == NATS_OK) return buf;
@@ -115,15 +139,20 @@ std::string connected_url(natsConnection* nc) {
 }
 
 void on_disconnected(natsConnection* nc, void* closure) {
-  (*static_cast<Anchor*>(closure))->emit(TransportStatus::disconnected, "lost the server");
+  auto& shared = *static_cast<Anchor*>(closure);
+  shared->connected = false;
+  if (shared->closing) return;
+  shared->emit(TransportStatus::disconnected, "lost the server " + shared->endpoint);
 }
 void on_reconnected(natsConnection* nc, void* closure) {
-  (*static_cast<Anchor*>(closure))->emit(TransportStatus::reconnected, connected_url(nc));
+  auto& shared = *static_cast<Anchor*>(closure);
+  shared->connected = true;
+  shared->emit(TransportStatus::reconnected, connected_url(nc));
 }
 void on_closed(natsConnection* nc, void* closure) {
-  auto* anchor = static_cast<Anchor*>(closure);
-  auto shared = *anchor;
-  delete anchor;  // cnats makes no connection callback after this one
+  // The anchor is not freed here: cnats may still make an error callback
+  // after this one (a drain that timed out does). See retain_anchor().
+  auto shared = *static_cast<Anchor*>(closure);
   shared->closed = true;
   shared->emit(TransportStatus::closed, shared->endpoint);
   std::function<void()> done;
@@ -132,7 +161,7 @@ void on_closed(natsConnection* nc, void* closure) {
     done = std::move(shared->on_closed);
   }
   // Whatever drain left queued is delivered before close completes.
-  asio::post(shared->executor, [shared, done = std::move(done)] {
+  shared->post([shared, done = std::move(done)] {
     shared->deliver_pending();
     if (shared->drain_timer) shared->drain_timer->cancel();
     if (done) done();
@@ -165,7 +194,7 @@ natsStatus ev_attach(void** user_data, void* loop, natsConnection* nc, natsSock 
   if (*user_data == nullptr) *user_data = new Anchor(shared->shared_from_this());
   auto gen = ++shared->generation;
   shared->fd = static_cast<int>(socket);
-  asio::post(shared->executor, [s = shared->shared_from_this(), socket, gen] {
+  shared->post([s = shared->shared_from_this(), socket, gen] {
     s->attach_socket(static_cast<int>(socket), gen);
   });
   return NATS_OK;
@@ -178,7 +207,7 @@ natsStatus ev_read(void* user_data, bool add) {
   if (!add) {
     shared->fd = -1;
     ++shared->generation;
-    asio::post(shared->executor, [s = shared] { s->release_socket(); });
+    shared->post([s = shared] { s->release_socket(); });
   }
   return NATS_OK;
 }
@@ -189,7 +218,7 @@ natsStatus ev_read(void* user_data, bool add) {
 natsStatus ev_write(void* user_data, bool add) {
   auto& shared = *static_cast<Anchor*>(user_data);
   shared->want_write = add;
-  if (add) asio::post(shared->executor, [s = shared] { s->flush_writes(); });
+  if (add) shared->post([s = shared] { s->flush_writes(); });
   return NATS_OK;
 }
 
@@ -199,7 +228,7 @@ natsStatus ev_detach(void* user_data) {
   delete anchor;  // cnats makes no event loop callback after this one
   shared->fd = -1;
   ++shared->generation;
-  asio::post(shared->executor, [shared] { shared->release_socket(); });
+  shared->post([shared] { shared->release_socket(); });
   return NATS_OK;
 }
 
@@ -240,6 +269,8 @@ void Shared::on_readable(std::uint64_t gen) {
   // queues; then every message is handed over here, on the executor.
   natsConnection_ProcessReadEvent(conn);
   deliver_pending();
+  // What the handlers published leaves now, before we wait again.
+  flush_writes();
   if (gen == generation.load() && gen == socket_generation) arm_read();
 }
 
@@ -281,6 +312,7 @@ struct SubState {
   };
   std::unordered_map<std::string, Request> awaiting;
   std::uint64_t answered_seq = 0;  // highest request seq answered so far
+  std::chrono::steady_clock::time_point pruned;
 
   void stop() {
     alive = false;
@@ -336,7 +368,10 @@ void SubState::deliver(bool until_empty) {
     if (pending <= 0 && !until_empty) return;
     for (int i = 0; i < std::max(pending, 1) && alive; ++i) {
       natsMsg* msg = nullptr;
-      natsStatus status = natsSubscription_NextMsg(&msg, s, 0);
+      // While draining, a wait of 1 ms: cnats ends the drain of a synchronous
+      // subscription only when a waiting NextMsg finds its queue empty (and
+      // returns at once once the drain has begun).
+      natsStatus status = natsSubscription_NextMsg(&msg, s, until_empty ? 1 : 0);
       if (status == NATS_OK) {
         Message m = to_message(msg);
         if (auto owner = shared.lock()) {
@@ -356,8 +391,12 @@ void SubState::deliver(bool until_empty) {
 }
 
 void SubState::note_request(const std::string& reply, const std::string& to, std::uint64_t seq) {
-  if (awaiting.size() >= 4096) prune_awaiting();
-  awaiting[reply] = Request{seq, to, std::chrono::steady_clock::now()};
+  auto now = std::chrono::steady_clock::now();
+  if (awaiting.size() >= 4096 && now - pruned > std::chrono::seconds(1)) {
+    pruned = now;
+    prune_awaiting();
+  }
+  awaiting[reply] = Request{seq, to, now};
 }
 
 void SubState::on_reply_subject(const std::string& reply) {
@@ -465,7 +504,16 @@ class NatsTransport final : public Transport {
       shared_->destroyed = true;
       shared_->nc = nullptr;  // handlers still queued do nothing
     }
+    {
+      std::lock_guard lock(shared_->mutex);
+      shared_->dead = true;
+    }
     if (nc_) natsConnection_Destroy(nc_);  // closes first if needed
+    // The asio objects go now, on the executor's thread, while their
+    // io_context surely exists; the descriptor is cnats' (closed by it), so
+    // it is released, never closed here.
+    shared_->release_socket();
+    shared_->drain_timer.reset();
   }
 
   const std::string& type() const override {
@@ -485,7 +533,7 @@ class NatsTransport final : public Transport {
 
   std::error_code connect() override {
     natsOptions* opts = build_options(settings_);
-    auto* anchor = new Anchor(shared_);
+    auto* anchor = retain_anchor(shared_);
     natsOptions_SetDisconnectedCB(opts, on_disconnected, anchor);
     natsOptions_SetReconnectedCB(opts, on_reconnected, anchor);
     natsOptions_SetClosedCB(opts, on_closed, anchor);
@@ -497,11 +545,11 @@ class NatsTransport final : public Transport {
     natsStatus s = natsConnection_Connect(&nc_, opts);
     natsOptions_Destroy(opts);
     if (s != NATS_OK) {
-      delete anchor;  // no connection, so no closed callback
       nc_ = nullptr;
       spdlog::error("nats: cannot connect to {}: {}", shared_->endpoint, last_error(s));
       return make_error_code(errc::transport_error);
     }
+    shared_->connected = true;
     auto server_max = static_cast<std::size_t>(natsConnection_GetMaxPayload(nc_));
     max_payload_ = std::min(configured_max_, server_max);
     shared_->emit(TransportStatus::connected, connected_url(nc_));
@@ -513,6 +561,9 @@ class NatsTransport final : public Transport {
     if (msg.data.size() > max_payload_) return make_error_code(errc::payload_too_large);
     std::string why;
     if (auto ec = validate_subject(msg.subject, false, why)) return ec;
+    // cnats would buffer while reconnecting; a caller is better served by an
+    // error now than by a timeout later.
+    if (!shared_->connected) return make_error_code(errc::disconnected);
     natsStatus s;
     const char* reply = msg.reply_to.empty() ? nullptr : msg.reply_to.c_str();
     if (reply) note_request(msg.reply_to, msg.subject);
@@ -584,6 +635,7 @@ class NatsTransport final : public Transport {
       return;
     }
     closing_ = true;
+    shared_->closing = true;
     {
       std::lock_guard lock(shared_->mutex);
       auto previous = std::move(shared_->on_closed);
