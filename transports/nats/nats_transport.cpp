@@ -124,12 +124,14 @@ using Anchor = std::shared_ptr<Shared>;
 // one), so these anchors are kept for the life of the process in a
 // registry, about 100 bytes per connection ever opened; a transport that is
 // gone marks its state dead, and late callbacks then do nothing.
+// The registry itself is never destroyed either: cnats' threads can still
+// call back while the process runs its static destructors at exit.
 Anchor* retain_anchor(const std::shared_ptr<Shared>& shared) {
-  static std::mutex mutex;
-  static std::vector<std::unique_ptr<Anchor>> registry;
-  std::lock_guard lock(mutex);
-  registry.push_back(std::make_unique<Anchor>(shared));
-  return registry.back().get();
+  static auto* mutex = new std::mutex;
+  static auto* registry = new std::vector<std::unique_ptr<Anchor>>;
+  std::lock_guard lock(*mutex);
+  registry->push_back(std::make_unique<Anchor>(shared));
+  return registry->back().get();
 }
 
 std::string connected_url(natsConnection* nc) {
@@ -292,7 +294,7 @@ void Shared::flush_writes() {
 
 // One subscription (a synchronous cnats subscription), shared between the
 // user's handle, the transport and handlers queued on the executor.
-struct SubState {
+struct SubState : std::enable_shared_from_this<SubState> {
   std::weak_ptr<Shared> shared;
   MessageHandler handler;
   std::atomic<bool> alive{true};
@@ -300,11 +302,24 @@ struct SubState {
   natsSubscription* sub = nullptr;  // destroyed once, by whoever stops it first
   std::string subject;
 
-  // Requests published with a reply subject this subscription matches, by
-  // reply subject, until their first reply: cnats reports a "no responders"
-  // status (an empty message with Status 503 on the reply subject) without
-  // its subject on a synchronous subscription, so the transport works out
-  // which request it answers. Executor only.
+  // cnats reports a "no responders" status (an empty message with Status
+  // 503 on the reply subject) without its subject on a synchronous
+  // subscription, so the transport works out which request it answers.
+  //
+  // Requests whose reply subject is one token under a subscription "X.*"
+  // (the runtime's inbox) go out with the reply subject "X.~<b>.<token>",
+  // where <b> is one of kReplyBuckets buckets picked by the request's
+  // subject: a hidden subscription "X.~<b>.*" per bucket in use receives the
+  // replies and hands them to "X.*"'s handler under the original reply
+  // subject, and a "no responders" on it can only answer a request to a
+  // subject of that bucket. Other requests are noted on every subscription
+  // their reply subject matches. Executor only.
+  std::weak_ptr<SubState> target;  // set on a bucket: whose handler gets its messages
+  std::string base;                // "X." of "X.*"
+  std::string hidden_prefix;       // on a bucket: "X.~<b>."
+  std::vector<std::shared_ptr<SubState>> buckets;  // on "X.*": by bucket, made on first use
+
+  // Requests awaiting their first reply, by (original) reply subject.
   struct Request {
     std::uint64_t seq;
     std::string subject;  // where the request went
@@ -332,6 +347,11 @@ struct SubState {
   // (while draining) also polls an empty queue, which is what lets cnats
   // finish draining a synchronous subscription.
   void deliver(bool until_empty);
+  // To the handler, or on a bucket to its target's.
+  void hand_over(Message m) {
+    if (hidden_prefix.empty()) return handler(std::move(m));
+    if (auto t = target.lock(); t && t->alive) t->handler(std::move(m));
+  }
   void note_request(const std::string& reply, const std::string& subject, std::uint64_t seq);
   void on_reply_subject(const std::string& reply);
   void on_no_responders();
@@ -379,8 +399,11 @@ void SubState::deliver(bool until_empty) {
         } else {
           natsMsg_Destroy(msg);
         }
+        if (!hidden_prefix.empty() && m.subject.rfind(hidden_prefix, 0) == 0) {
+          m.subject = base + m.subject.substr(hidden_prefix.size());
+        }
         if (!awaiting.empty()) on_reply_subject(m.subject);
-        handler(std::move(m));
+        hand_over(std::move(m));
       } else if (status == NATS_NO_RESPONDERS) {
         on_no_responders();
       } else if (status != NATS_SLOW_CONSUMER) {
@@ -411,8 +434,9 @@ void SubState::on_reply_subject(const std::string& reply) {
 // it answers is one still waiting whose number is above every request
 // answered so far. When those candidates all went to one subject, it is the
 // oldest of them (the server answers in the order it got them); when they
-// went to several, the transport cannot tell, and that act runs into its
-// timeout instead of failing at once.
+// went to several (two subjects in one bucket, or requests outside the
+// buckets), the transport cannot tell, and that act runs into its timeout
+// instead of failing at once.
 void SubState::on_no_responders() {
   const std::string* reply = nullptr;
   const Request* found = nullptr;
@@ -435,7 +459,7 @@ void SubState::on_no_responders() {
   m.headers.emplace("Status", "503");  // what the runtime reads as no responders
   answered_seq = found->seq;
   awaiting.erase(m.subject);
-  handler(std::move(m));
+  hand_over(std::move(m));
 }
 
 // Requests that got no reply (their act timed out) are forgotten after a
@@ -471,8 +495,13 @@ class NatsSubscription final : public Subscription {
   explicit NatsSubscription(std::shared_ptr<SubState> state) : state_(std::move(state)) {}
   void unsubscribe() override {
     state_->stop();
+    for (auto& b : state_->buckets) {
+      if (b) b->stop();
+    }
     if (auto shared = state_->shared.lock()) {
-      std::erase(shared->subs, state_);
+      std::erase_if(shared->subs, [&](const std::shared_ptr<SubState>& s) {
+        return s == state_ || (s->target.lock() == state_);
+      });
     }
   }
   const std::string& subject() const override { return state_->subject; }
@@ -565,8 +594,9 @@ class NatsTransport final : public Transport {
     // error now than by a timeout later.
     if (!shared_->connected) return make_error_code(errc::disconnected);
     natsStatus s;
-    const char* reply = msg.reply_to.empty() ? nullptr : msg.reply_to.c_str();
-    if (reply) note_request(msg.reply_to, msg.subject);
+    std::string wire_reply;
+    if (!msg.reply_to.empty()) wire_reply = route_reply(msg.reply_to, msg.subject);
+    const char* reply = wire_reply.empty() ? nullptr : wire_reply.c_str();
     if (msg.headers.empty() && reply) {
       s = natsConnection_PublishRequest(nc_, msg.subject.c_str(), reply, msg.data.data(),
                                         static_cast<int>(msg.data.size()));
@@ -599,6 +629,9 @@ class NatsTransport final : public Transport {
     state->shared = shared_;
     state->handler = std::move(handler);
     state->subject = subject;
+    if (subject.size() > 2 && subject.ends_with(".*")) {
+      state->base = subject.substr(0, subject.size() - 1);
+    }
     natsSubscription* sub = nullptr;
     natsStatus s = queue_group.empty() ? natsConnection_SubscribeSync(&sub, nc_, subject.c_str())
                                        : natsConnection_QueueSubscribeSync(
@@ -657,13 +690,56 @@ class NatsTransport final : public Transport {
   }
 
  private:
-  // A publish with a reply subject: each subscription of ours that the
-  // reply subject matches remembers it (see SubState::on_no_responders).
-  void note_request(const std::string& reply, const std::string& to) {
+  // A publish with a reply subject (see SubState): returns the reply
+  // subject to send.
+  std::string route_reply(const std::string& reply, const std::string& to) {
     std::uint64_t seq = ++shared_->request_seq;
     for (auto& s : shared_->subs) {
-      if (subject_matches(s->subject, reply)) s->note_request(reply, to, seq);
+      if (s->base.empty() || !s->hidden_prefix.empty() || !s->alive ||
+          reply.size() <= s->base.size() || reply.compare(0, s->base.size(), s->base) != 0 ||
+          reply.find('.', s->base.size()) != std::string::npos) {
+        continue;
+      }
+      // reply_bucket may add to `subs`: `s` is not used after it.
+      if (SubState* bucket = reply_bucket(*s, to)) {
+        bucket->note_request(reply, to, seq);
+        return bucket->hidden_prefix + reply.substr(bucket->base.size());
+      }
+      break;
     }
+    for (auto& s : shared_->subs) {
+      if (s->hidden_prefix.empty() && subject_matches(s->subject, reply)) {
+        s->note_request(reply, to, seq);
+      }
+    }
+    return reply;
+  }
+
+  static constexpr std::size_t kReplyBuckets = 64;
+
+  // The bucket of `inbox` for requests to `to`, subscribed on first use (the
+  // server has the SUB before the request: one connection keeps order).
+  SubState* reply_bucket(SubState& inbox, const std::string& to) {
+    if (inbox.buckets.empty()) inbox.buckets.resize(kReplyBuckets);
+    auto& slot = inbox.buckets[std::hash<std::string>{}(to) % kReplyBuckets];
+    if (slot) return slot->alive ? slot.get() : nullptr;
+    auto state = std::make_shared<SubState>();
+    state->shared = shared_;
+    state->target = inbox.shared_from_this();
+    state->base = inbox.base;
+    state->hidden_prefix = inbox.base + "~" + std::to_string(&slot - inbox.buckets.data()) + ".";
+    state->subject = state->hidden_prefix + "*";
+    natsSubscription* sub = nullptr;
+    if (natsConnection_SubscribeSync(&sub, nc_, state->subject.c_str()) != NATS_OK) {
+      state->alive = false;
+      slot = state;
+      return nullptr;
+    }
+    natsSubscription_SetPendingLimits(sub, settings_.pending_messages, settings_.pending_bytes);
+    state->sub = sub;
+    shared_->subs.push_back(state);
+    slot = state;
+    return slot.get();
   }
 
   // natsConnection_FlushTimeout waits for the server's PONG, which only
