@@ -246,13 +246,7 @@ void Runtime::Impl::on_transport_status(const StatusEvent& ev) {
   if (ev.status == TransportStatus::disconnected && !pending.empty()) {
     // Replies sent to us while we are away are lost (core NATS keeps
     // nothing for a disconnected client): fail now instead of at timeout.
-    std::vector<std::string> ids;
-    for (const auto& [id, p] : pending) ids.push_back(id);
-    for (const auto& id : ids) {
-      Response r;
-      r.error = Error(errc::disconnected, "transport disconnected before the reply arrived");
-      finish_act(id, make_error_code(errc::disconnected), std::move(r));
-    }
+    fail_pending(errc::disconnected, "transport disconnected before the reply arrived");
   }
   const StatusEvent& event = ev;
   if (auto err = run_hooks(hooks.on_transport_status, event)) {
@@ -368,17 +362,21 @@ void Runtime::start_close(std::function<void()> done) {
   });
 }
 
-void Runtime::Impl::force_close() {
-  if (closed) return;
-  spdlog::warn("close: gave up after {} ms on {} in-flight handler(s) and {} pending act(s)",
-               options.timeout.count(), inflight, pending.size());
+void Runtime::Impl::fail_pending(errc kind, const std::string& message) {
   std::vector<std::string> ids;
   for (const auto& [id, p] : pending) ids.push_back(id);
   for (const auto& id : ids) {
     Response r;
-    r.error = Error(errc::closed, "the runtime closed before a reply arrived");
-    finish_act(id, make_error_code(errc::closed), std::move(r));
+    r.error = Error(kind, message);
+    finish_act(id, make_error_code(kind), std::move(r));
   }
+}
+
+void Runtime::Impl::force_close() {
+  if (closed) return;
+  spdlog::warn("close: gave up after {} ms on {} in-flight handler(s) and {} pending act(s)",
+               options.timeout.count(), inflight, pending.size());
+  fail_pending(errc::closed, "the runtime closed before a reply arrived");
   inflight = 0;  // late replies of abandoned handlers are dropped (see send_reply)
   maybe_finish_close();
 }

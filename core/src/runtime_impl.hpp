@@ -111,6 +111,7 @@ struct Runtime::Impl : std::enable_shared_from_this<Runtime::Impl> {
   void on_inbox_message(const Message& msg);
   void finish_act(const std::string& id, std::error_code ec, Response response);
   void on_act_timeout(const std::string& id);
+  void fail_pending(errc kind, const std::string& message);  // every pending act
 
   // runtime_serve.cpp
   AddHandle add(Json pattern, SyncHandler sync, AsyncHandler async);
