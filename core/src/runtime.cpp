@@ -272,7 +272,10 @@ std::error_code Runtime::Impl::publish_bytes(const std::string& subject, std::st
   msg.subject = subject;
   msg.data = Payload(std::move(bytes));
   msg.reply_to = reply_to;
-  msg.headers.emplace("content-type", codec->content_type());
+  // JSON is what every peer assumes (Hemera sends no headers at all), and a
+  // header turns each NATS message into a costlier header message; only
+  // other codecs say what they are.
+  if (codec->name() != "json") msg.headers.emplace("content-type", codec->content_type());
   return transport->publish(std::move(msg));
 }
 
