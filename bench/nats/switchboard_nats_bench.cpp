@@ -55,11 +55,50 @@ int run_service(const nats_bench::Options& o) {
   return 0;
 }
 
+std::int64_t to_ns(double seconds) {
+  return static_cast<std::int64_t>(seconds * 1e9);
+}
+
+// The many-in-flight phase both clients share: a warm-up, then a timed
+// window whose completions, length and CPU go to the report.
+class ManyWindow {
+ public:
+  ManyWindow(asio::io_context& io, const nats_bench::Options& o, nats_bench::Report& report)
+      : o_(o), report_(report), timer_(io) {}
+
+  void start() {
+    timer_.expires_after(std::chrono::nanoseconds(to_ns(o_.warmup)));
+    timer_.async_wait([this](std::error_code) {
+      start_ = nats_bench::now_ns();
+      cpu_start_ = nats_bench::sample_cpu(o_.pids);
+      completed_ = 0;
+      timer_.expires_after(std::chrono::nanoseconds(to_ns(o_.seconds)));
+      timer_.async_wait([this](std::error_code) {
+        report_.many_count = completed_;
+        report_.many_seconds = static_cast<double>(nats_bench::now_ns() - start_) / 1e9;
+        report_.many_cpu = nats_bench::cpu_delta(cpu_start_, nats_bench::sample_cpu(o_.pids));
+        done_ = true;
+      });
+    });
+  }
+  void count() { ++completed_; }
+  bool done() const { return done_; }
+
+ private:
+  const nats_bench::Options& o_;
+  nats_bench::Report& report_;
+  asio::steady_timer timer_;
+  bool done_ = false;
+  std::int64_t completed_ = 0;
+  std::int64_t start_ = 0;
+  std::map<std::string, double> cpu_start_;
+};
+
 // The client: a small state machine on the runtime's executor (one thread).
 class Client {
  public:
   Client(asio::io_context& io, Runtime& rt, const nats_bench::Options& o)
-      : io_(io), rt_(rt), o_(o), timer_(io) {
+      : io_(io), rt_(rt), o_(o), window_(io, o_, report_) {
     report_.impl = "switchboard";
     report_.details = "App + Runtime::act, nats transport plugin";
   }
@@ -73,9 +112,7 @@ class Client {
   const nats_bench::Report& report() const { return report_; }
 
  private:
-  enum class Phase { one_warmup, one, many_warmup, many, done };
-
-  static std::int64_t to_ns(double seconds) { return static_cast<std::int64_t>(seconds * 1e9); }
+  enum class Phase { one_warmup, one, many };
 
   // Sends request `seq_` and calls `then(latency_ns)` with its round trip.
   void act(std::function<void(std::int64_t)> then) {
@@ -107,21 +144,8 @@ class Client {
   }
 
   void start_many() {
-    phase_ = Phase::many_warmup;
-    timer_.expires_after(std::chrono::nanoseconds(to_ns(o_.warmup)));
-    timer_.async_wait([this](std::error_code) {
-      phase_ = Phase::many;
-      window_start_ = nats_bench::now_ns();
-      cpu_start_ = nats_bench::sample_cpu(o_.pids);
-      completed_ = 0;
-      timer_.expires_after(std::chrono::nanoseconds(to_ns(o_.seconds)));
-      timer_.async_wait([this](std::error_code) {
-        report_.many_count = completed_;
-        report_.many_seconds = static_cast<double>(nats_bench::now_ns() - window_start_) / 1e9;
-        report_.many_cpu = nats_bench::cpu_delta(cpu_start_, nats_bench::sample_cpu(o_.pids));
-        phase_ = Phase::done;
-      });
-    });
+    phase_ = Phase::many;
+    window_.start();
     for (int i = 0; i < o_.inflight; ++i) send_many();
   }
 
@@ -129,8 +153,8 @@ class Client {
     ++outstanding_;
     act([this](std::int64_t) {
       --outstanding_;
-      ++completed_;
-      if (phase_ != Phase::done) return send_many();
+      window_.count();
+      if (!window_.done()) return send_many();
       if (outstanding_ == 0) rt_.close([] {});
     });
   }
@@ -138,15 +162,12 @@ class Client {
   asio::io_context& io_;
   Runtime& rt_;
   nats_bench::Options o_;
-  asio::steady_timer timer_;
   nats_bench::Report report_;
+  ManyWindow window_;
   Phase phase_ = Phase::one_warmup;
   std::int64_t phase_end_ = 0;
   std::uint64_t seq_ = 0;
   int outstanding_ = 0;
-  std::int64_t completed_ = 0;
-  std::int64_t window_start_ = 0;
-  std::map<std::string, double> cpu_start_;
 };
 
 // ---- the transport alone ----------------------------------------------------
@@ -207,7 +228,7 @@ int run_transport_service(const nats_bench::Options& o) {
 class TransportClient {
  public:
   TransportClient(asio::io_context& io, Transport& t, const nats_bench::Options& o)
-      : t_(t), o_(o), timer_(io), inbox_("_INBOX." + random_id()) {
+      : t_(t), o_(o), window_(io, o_, report_), inbox_("_INBOX." + random_id()) {
     report_.impl = "switchboard-transport";
     report_.details =
         "the nats transport plugin alone: Transport::publish/subscribe, "
@@ -225,12 +246,11 @@ class TransportClient {
   const nats_bench::Report& report() const { return report_; }
 
  private:
-  enum class Phase { one_warmup, one, many_warmup, many, done };
+  enum class Phase { one_warmup, one, many };
   struct Pending {
     std::int64_t sum;
     std::int64_t started;
   };
-  static std::int64_t to_ns(double seconds) { return static_cast<std::int64_t>(seconds * 1e9); }
 
   void send() {
     auto n = seq_++;
@@ -272,11 +292,11 @@ class TransportClient {
           return send();
         }
         return start_many();
-      case Phase::many_warmup:
       case Phase::many:
-        ++completed_;
-        return send();
-      case Phase::done:
+        if (!window_.done()) {
+          window_.count();
+          return send();
+        }
         if (outstanding_ == 0) {
           sub_->unsubscribe();
           t_.close([] {});
@@ -286,38 +306,22 @@ class TransportClient {
   }
 
   void start_many() {
-    phase_ = Phase::many_warmup;
-    timer_.expires_after(std::chrono::nanoseconds(to_ns(o_.warmup)));
-    timer_.async_wait([this](std::error_code) {
-      phase_ = Phase::many;
-      window_start_ = nats_bench::now_ns();
-      cpu_start_ = nats_bench::sample_cpu(o_.pids);
-      completed_ = 0;
-      timer_.expires_after(std::chrono::nanoseconds(to_ns(o_.seconds)));
-      timer_.async_wait([this](std::error_code) {
-        report_.many_count = completed_;
-        report_.many_seconds = static_cast<double>(nats_bench::now_ns() - window_start_) / 1e9;
-        report_.many_cpu = nats_bench::cpu_delta(cpu_start_, nats_bench::sample_cpu(o_.pids));
-        phase_ = Phase::done;
-      });
-    });
+    phase_ = Phase::many;
+    window_.start();
     for (int i = 0; i < o_.inflight; ++i) send();
   }
 
   Transport& t_;
   nats_bench::Options o_;
-  asio::steady_timer timer_;
+  nats_bench::Report report_;
+  ManyWindow window_;
   std::string inbox_;
   std::unique_ptr<Subscription> sub_;
   std::unordered_map<std::string, Pending> pending_;
-  nats_bench::Report report_;
   Phase phase_ = Phase::one_warmup;
   std::int64_t phase_end_ = 0;
   std::uint64_t seq_ = 0;
   int outstanding_ = 0;
-  std::int64_t completed_ = 0;
-  std::int64_t window_start_ = 0;
-  std::map<std::string, double> cpu_start_;
 };
 
 int run_transport_client(const nats_bench::Options& o) {
