@@ -36,6 +36,8 @@ class SwitchboardCategory final : public std::error_category {
         return "invalid argument";
       case errc::disconnected:
         return "transport disconnected";
+      case errc::not_supported:
+        return "not supported by this transport or codec";
       case errc::plugin_error:
         return "plugin error";
     }
@@ -62,6 +64,7 @@ constexpr NameEntry kNames[] = {
     {errc::invalid_argument, "ValidationError"},
     {errc::plugin_error, "PluginError"},
     {errc::disconnected, "TransportError"},
+    {errc::not_supported, "TransportError"},
 };
 
 errc kind_for_name(std::string_view name) {

@@ -1,5 +1,7 @@
 #include "switchboard/transport.hpp"
 
+#include "switchboard/error.hpp"
+
 namespace switchboard {
 
 const char* to_string(TransportStatus s) noexcept {
@@ -18,6 +20,16 @@ const char* to_string(TransportStatus s) noexcept {
       return "slow consumer";
   }
   return "unknown";
+}
+
+void Transport::publish_durable(Message, const DurablePublish&, DurablePublishHandler done) {
+  // Called at once: the caller is on the executor already (threading contract).
+  done(make_error_code(errc::not_supported), DurableReceipt{});
+}
+
+std::error_code Transport::subscribe_durable(const DurableSubscribe&, DurableHandler,
+                                             std::unique_ptr<Subscription>&) {
+  return make_error_code(errc::not_supported);
 }
 
 }  // namespace switchboard

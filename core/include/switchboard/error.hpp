@@ -26,6 +26,7 @@ enum class errc {
   invalid_argument,    // bad subject, pattern or option
   plugin_error,        // plugin dependency or registration failure
   disconnected,        // TransportError subtype: the connection is down right now
+  not_supported,       // the transport or codec cannot do this (e.g. durable delivery)
 };
 
 const std::error_category& category() noexcept;

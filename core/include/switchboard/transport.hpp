@@ -6,7 +6,9 @@
 // executor; they do not block on the network except connect().
 #pragma once
 
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -46,6 +48,57 @@ class Subscription {
 using MessageHandler = std::function<void(Message)>;
 using StatusHandler = std::function<void(const StatusEvent&)>;
 
+// ---- At-least-once delivery (capabilities().durable_acks) ----
+//
+// Transports whose broker can store and acknowledge messages (JetStream,
+// Kafka, AMQP) implement publish_durable and subscribe_durable; bridges and
+// the event log use them for at-least-once delivery. The others keep the
+// defaults, which fail with errc::not_supported.
+
+struct DurablePublish {
+  // De-duplication id (JetStream Nats-Msg-Id, Kafka idempotent key, AMQP
+  // message-id); empty for none.
+  std::string message_id;
+  // Where it applies: the JetStream stream the subject must land in, checked
+  // by the broker (empty: any stream), the Kafka topic or the AMQP exchange.
+  std::string target;
+};
+
+// What the broker said when it stored a message.
+struct DurableReceipt {
+  std::string target;          // stream, topic or exchange that stored it
+  std::uint64_t sequence = 0;  // stream sequence / partition offset; 0 if unknown
+  bool duplicate = false;      // the broker had this message_id already
+};
+using DurablePublishHandler = std::function<void(std::error_code, const DurableReceipt&)>;
+
+enum class DurableStart { earliest, latest, sequence, time };
+
+struct DurableSubscribe {
+  std::string subject;  // filter, NATS subject rules (translated by the transport)
+  std::string target;   // stream / topic / queue to read; empty: the one holding subject
+  std::string durable;  // consumer name (JetStream durable, Kafka group, AMQP queue)
+  DurableStart start = DurableStart::earliest;         // for a consumer that does not exist yet
+  std::uint64_t start_sequence = 0;                    // with DurableStart::sequence
+  std::chrono::system_clock::time_point start_time{};  // with DurableStart::time
+  std::size_t max_in_flight = 1024;           // unacknowledged messages the broker may hand out
+  std::chrono::milliseconds ack_wait{30000};  // redelivery after this without ack
+};
+
+// One delivered message and how to settle it. ack() after the handler (or
+// the destination) is done; nak() asks for redelivery; neither: redelivered
+// after ack_wait. Safe to call once from any thread; later calls do nothing.
+class DurableDelivery {
+ public:
+  virtual ~DurableDelivery() = default;
+  virtual const Message& message() const = 0;
+  virtual std::uint64_t sequence() const = 0;        // stream sequence / offset
+  virtual std::uint32_t delivery_count() const = 0;  // 1 on first delivery
+  virtual void ack() = 0;
+  virtual void nak(std::chrono::milliseconds delay = std::chrono::milliseconds(0)) = 0;
+};
+using DurableHandler = std::function<void(std::shared_ptr<DurableDelivery>)>;
+
 struct TransportConfig {
   std::string instance;  // the name in config (`bus`), for messages and logs
   std::string type;      // plugin name (`nats`)
@@ -81,6 +134,16 @@ class Transport {
                                     MessageHandler handler, std::unique_ptr<Subscription>& out) = 0;
 
   virtual void on_status(StatusHandler handler) = 0;
+
+  // Stores one message; done (on the executor) once the broker confirmed it
+  // (JetStream PubAck, Kafka delivery report, AMQP publisher confirm) or
+  // failed. The default calls done at once with errc::not_supported.
+  virtual void publish_durable(Message msg, const DurablePublish& options,
+                               DurablePublishHandler done);
+  // Reads stored messages with acknowledgements. The default fails with
+  // errc::not_supported.
+  virtual std::error_code subscribe_durable(const DurableSubscribe& options, DurableHandler handler,
+                                            std::unique_ptr<Subscription>& out);
 
   // Graceful close: stop delivery to new subscribers, deliver what was
   // already published, flush, then call done (on the executor).
