@@ -8,6 +8,7 @@ packages=(
   libboost-dev nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libnats-dev nats-server
+  libmsgpack-dev
 )
 # Node (benchmark and interop harness only) may come from outside Debian
 # with its own npm; Debian's npm would conflict with it, so ask for the

@@ -23,9 +23,24 @@ App::App(asio::io_context& io, Config config)
   options.max_recursion = config_.runtime.max_recursion;
   options.inbox_prefix = config_.runtime.inbox_prefix;
   runtime_ = std::make_unique<Runtime>(strand_, std::move(transport), std::move(codec), options);
+  add_decoders();
 }
 
 App::~App() = default;
+
+// Every node decodes every envelope codec it can load, so json and msgpack
+// nodes interoperate; json is always there (Hemera speaks it). A codec that
+// is not installed is simply not offered.
+void App::add_decoders() {
+  for (const char* name : {"json", "msgpack"}) {
+    if (name == config_.codec) continue;
+    try {
+      runtime_->add_decoder(host_.create_codec(name));
+    } catch (const std::exception& e) {
+      spdlog::debug("codec '{}' not available for decoding: {}", name, e.what());
+    }
+  }
+}
 
 void App::start() {
   const TransportConfig& tc = config_.runtime_transport();

@@ -73,6 +73,7 @@ Runtime::Runtime(asio::any_io_executor executor, std::shared_ptr<Transport> tran
   impl_->executor = std::move(executor);
   impl_->transport = std::move(transport);
   impl_->codec = std::move(codec);
+  impl_->decoders.push_back(impl_->codec);
   impl_->options = std::move(options);
   impl_->inbox_prefix = impl_->options.inbox_prefix + "." + impl_->node_id + ".";
 }
@@ -116,6 +117,12 @@ Transport& Runtime::transport() const {
 }
 const Codec& Runtime::codec() const {
   return *impl_->codec;
+}
+void Runtime::add_decoder(std::shared_ptr<Codec> codec) {
+  for (const auto& d : impl_->decoders) {
+    if (d->name() == codec->name()) return;
+  }
+  impl_->decoders.push_back(std::move(codec));
 }
 std::size_t Runtime::pending_requests() const {
   return impl_->pending.size();
@@ -266,8 +273,21 @@ void Runtime::Impl::report_error(const Error& error) {
 
 // ---- plain pub/sub ----------------------------------------------------------
 
+const Codec& Runtime::Impl::codec_for(const Message& msg) const {
+  if (decoders.size() == 1) return *codec;
+  if (auto type = msg.headers.find("content-type"); type != msg.headers.end()) {
+    for (const auto& d : decoders) {
+      if (d->content_type() == type->second) return *d;
+    }
+  }
+  for (const auto& d : decoders) {
+    if (d->sniff(msg.data.view())) return *d;
+  }
+  return *codec;  // its decode() then says what is wrong with the bytes
+}
+
 std::error_code Runtime::Impl::publish_bytes(const std::string& subject, std::string bytes,
-                                             const std::string& reply_to) {
+                                             const std::string& reply_to, const Codec& encoded_by) {
   Message msg;
   msg.subject = subject;
   msg.data = Payload(std::move(bytes));
@@ -275,7 +295,9 @@ std::error_code Runtime::Impl::publish_bytes(const std::string& subject, std::st
   // JSON is what every peer assumes (Hemera sends no headers at all), and a
   // header turns each NATS message into a costlier header message; only
   // other codecs say what they are.
-  if (codec->name() != "json") msg.headers.emplace("content-type", codec->content_type());
+  if (encoded_by.name() != "json") {
+    msg.headers.emplace("content-type", encoded_by.content_type());
+  }
   return transport->publish(std::move(msg));
 }
 
@@ -286,7 +308,7 @@ std::error_code Runtime::publish(const std::string& subject, const Json& data) {
     return ec;
   }
   if (impl_->closing) return make_error_code(errc::closed);
-  return impl_->publish_bytes(subject, impl_->codec->encode(data), "");
+  return impl_->publish_bytes(subject, impl_->codec->encode(data), "", *impl_->codec);
 }
 
 std::error_code Runtime::publish_raw(Message message) {

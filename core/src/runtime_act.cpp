@@ -88,7 +88,7 @@ void Runtime::Impl::act(std::shared_ptr<CallState> parent, Json pattern, StreamC
   std::string bytes = codec->encode(encode_request(env));
 
   if (info.pubsub) {
-    auto ec = publish_bytes(info.trace.service, std::move(bytes), "");
+    auto ec = publish_bytes(info.trace.service, std::move(bytes), "", *codec);
     Response r;
     r.trace = info.trace;
     if (ec) {
@@ -123,7 +123,7 @@ void Runtime::Impl::act(std::shared_ptr<CallState> parent, Json pattern, StreamC
   pending.emplace(id, std::move(entry));
 
   std::size_t size = bytes.size();
-  if (auto ec = publish_bytes(subject, std::move(bytes), inbox_prefix + id)) {
+  if (auto ec = publish_bytes(subject, std::move(bytes), inbox_prefix + id, *codec)) {
     // Our own codes keep their kind (no_responders, payload_too_large, closed).
     errc kind = ec.category() == category() ? static_cast<errc>(ec.value()) : errc::transport_error;
     std::string message = "publish to '" + subject + "' failed: " + ec.message();
@@ -156,7 +156,7 @@ void Runtime::Impl::on_inbox_message(const Message& msg) {
     r.error = Error(errc::no_responders, "no responders on '" + p.info.trace.service + "'");
     return finish_act(id, make_error_code(errc::no_responders), std::move(r));
   }
-  if (auto ec = codec->decode(msg.data.view(), j, why); ec || !j.is_object()) {
+  if (auto ec = codec_for(msg).decode(msg.data.view(), j, why); ec || !j.is_object()) {
     r.error = Error(errc::parse_error, "reply on " + msg.subject + " could not be decoded: " +
                                            (ec ? why : std::string("not an object")));
     return finish_act(id, make_error_code(errc::parse_error), std::move(r));

@@ -41,6 +41,7 @@ struct CallState : std::enable_shared_from_this<CallState> {
   RequestEnvelope request;
   Json context = Json::object();
   std::string reply_to;
+  const Codec* codec = nullptr;  // the request's codec; the reply goes out in it
   bool finished = false;
   Call call{this};
 };
@@ -79,7 +80,8 @@ struct Runtime::Impl : std::enable_shared_from_this<Runtime::Impl> {
   Runtime* self = nullptr;
   asio::any_io_executor executor;
   std::shared_ptr<Transport> transport;
-  std::shared_ptr<Codec> codec;
+  std::shared_ptr<Codec> codec;                  // encodes what this node starts
+  std::vector<std::shared_ptr<Codec>> decoders;  // codec first, then add_decoder()'s
   RuntimeOptions options;
   std::string node_id = random_id();
   std::string inbox_prefix;  // "<prefix>.<node id>."
@@ -126,7 +128,9 @@ struct Runtime::Impl : std::enable_shared_from_this<Runtime::Impl> {
   void force_close();
   void on_transport_status(const StatusEvent& ev);
   std::error_code publish_bytes(const std::string& subject, std::string bytes,
-                                const std::string& reply_to);
+                                const std::string& reply_to, const Codec& encoded_by);
+  // The codec to decode msg with (see Runtime::add_decoder).
+  const Codec& codec_for(const Message& msg) const;
 };
 
 // runtime_serve.cpp: an add pattern as the router indexes it.

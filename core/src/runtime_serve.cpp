@@ -96,12 +96,13 @@ void Runtime::Impl::on_service_message(ServiceSubscription& service, Message msg
   state->runtime = self;
   state->service = &service;
   state->reply_to = msg.reply_to;
+  state->codec = &codec_for(msg);
 
   Json j;
   std::string why;
-  if (auto ec = codec->decode(msg.data.view(), j, why)) {
-    spdlog::warn("request on '{}' dropped: cannot decode ({}: {})", msg.subject, codec->name(),
-                 why);
+  if (auto ec = state->codec->decode(msg.data.view(), j, why)) {
+    spdlog::warn("request on '{}' dropped: cannot decode ({}: {})", msg.subject,
+                 state->codec->name(), why);
     state->request.type = msg.reply_to.empty() ? "pubsub" : "request";
     ++inflight;
     return send_reply(state, nullptr, Error(errc::parse_error, "cannot decode request: " + why),
@@ -174,16 +175,17 @@ void Runtime::Impl::send_reply(const std::shared_ptr<CallState>& state, Json res
     report_error(*error);
   }
   if (!state->reply_to.empty()) {
+    const Codec& reply_codec = state->codec ? *state->codec : *codec;
     Json reply = encode_reply(state->request.meta, state->request.trace, state->request, result,
                               error ? error->to_json() : Json(nullptr));
     std::string bytes;
     try {
-      bytes = codec->encode(reply);
+      bytes = reply_codec.encode(reply);
     } catch (const std::exception& e) {
       // A result the codec cannot carry becomes an error reply, not a lost one.
       Error encode_error(errc::parse_error, std::string("reply could not be encoded: ") + e.what());
-      bytes = codec->encode(encode_reply(state->request.meta, state->request.trace, state->request,
-                                         nullptr, encode_error.to_json()));
+      bytes = reply_codec.encode(encode_reply(state->request.meta, state->request.trace,
+                                              state->request, nullptr, encode_error.to_json()));
     }
     if (bytes.size() > transport->max_payload()) {
       // The caller learns why instead of waiting for its timeout.
@@ -194,10 +196,10 @@ void Runtime::Impl::send_reply(const std::shared_ptr<CallState>& state, Json res
       too_large.add_hop(
           {state->request.trace.service, state->request.trace.method, options.name, now_ms()});
       report_error(too_large);
-      bytes = codec->encode(encode_reply(state->request.meta, state->request.trace, state->request,
-                                         nullptr, too_large.to_json()));
+      bytes = reply_codec.encode(encode_reply(state->request.meta, state->request.trace,
+                                              state->request, nullptr, too_large.to_json()));
     }
-    if (auto ec = publish_bytes(state->reply_to, std::move(bytes), "")) {
+    if (auto ec = publish_bytes(state->reply_to, std::move(bytes), "", reply_codec)) {
       spdlog::warn("reply to {} for {} not sent: {}", state->reply_to, state->request.trace.method,
                    ec.message());
     }

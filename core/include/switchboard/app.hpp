@@ -28,6 +28,8 @@ class App {
   const Config& config() const { return config_; }
 
  private:
+  void add_decoders();
+
   Config config_;
   PluginHost host_;
   asio::strand<asio::io_context::executor_type> strand_;

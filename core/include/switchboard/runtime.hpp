@@ -224,7 +224,14 @@ class Runtime {
   const RuntimeOptions& options() const;
   asio::any_io_executor executor() const;
   Transport& transport() const;
+  // The codec this runtime encodes its own acts and publishes with.
   const Codec& codec() const;
+  // Also decode messages in `codec`: an incoming message is decoded by the
+  // codec its content-type header names, else by the first whose sniff()
+  // recognises the bytes (the runtime's own codec first). A request is
+  // answered in the codec it came in, so a msgpack node still answers a JSON
+  // caller (a Hemera service) in JSON. Call before start().
+  void add_decoder(std::shared_ptr<Codec> codec);
   std::size_t pending_requests() const;   // acts waiting for replies
   std::size_t inflight_handlers() const;  // requests being handled
 
