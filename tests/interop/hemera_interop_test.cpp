@@ -199,9 +199,11 @@ class HemeraInterop : public ::testing::Test {
 
   // A started Switchboard app on the test's nats-server.
   Runtime& start_switchboard(std::vector<std::string> plugins = {},
-                             std::string name = kSwitchboardApp) {
-    apps_.push_back(test::start_app(io_, nats_->url(), std::move(plugins),
-                                    [&](Config& c) { c.runtime.name = name; }));
+                             std::string name = kSwitchboardApp, std::string codec = "json") {
+    apps_.push_back(test::start_app(io_, nats_->url(), std::move(plugins), [&](Config& c) {
+      c.runtime.name = name;
+      c.codec = codec;
+    }));
     return apps_.back()->runtime();
   }
 
@@ -279,6 +281,27 @@ TEST_F(HemeraInterop, HemeraClientGetsResultsFromSwitchboard) {
   EXPECT_EQ(out["add"]["trace"]["service"], "math");
   EXPECT_EQ(out["add"]["trace"]["method"], "a:1,b:2,cmd:add,topic:math");
   EXPECT_TRUE(out["add"]["trace"]["duration"].is_number());
+}
+
+// A Switchboard service set to msgpack keeps answering Hemera (JSON, no
+// headers) in JSON, while a msgpack caller gets msgpack from it.
+TEST_F(HemeraInterop, MsgpackSwitchboardServiceAnswersHemeraInJson) {
+  Runtime& service = start_switchboard({"math"}, kSwitchboardApp, "msgpack");
+  ASSERT_EQ(service.codec().name(), "msgpack");
+  Runtime& msgpack_client = start_switchboard({}, "sb-msgpack-client", "msgpack");
+
+  auto out = run_hemera_client(Json::array({
+      call("add", {{"topic", "math"}, {"cmd", "add"}, {"a", 1}, {"b", 2}}),
+      call("div0", {{"topic", "math"}, {"cmd", "div"}, {"a", 1}, {"b", 0}}),
+  }));
+  EXPECT_EQ(out["add"]["ok"], true);
+  EXPECT_EQ(out["add"]["result"], 3);
+  EXPECT_EQ(out["div0"]["ok"], false);
+  EXPECT_EQ(out["div0"]["error"]["message"], "division by zero");
+
+  auto r = act(msgpack_client, {{"topic", "math"}, {"cmd", "mul"}, {"a", 6}, {"b", 7}});
+  ASSERT_FALSE(r.ec) << r.ec.message();
+  EXPECT_EQ(r.response.result, 42);
 }
 
 TEST_F(HemeraInterop, HemeraClientGetsSwitchboardHandlerErrors) {
