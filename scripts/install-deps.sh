@@ -9,6 +9,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libnats-dev nats-server
   libmsgpack-dev
+  clang libclang-rt-14-dev
 )
 # Node (benchmark and interop harness only) may come from outside Debian
 # with its own npm; Debian's npm would conflict with it, so ask for the
