@@ -3,7 +3,7 @@
 # timed test: it prints numbers and fails only when a benchmark is wrong
 # (the two sides answer differently), not when it is slow.
 #
-#   scripts/bench.sh [router|nats]      (no argument: both, one after the other)
+#   scripts/bench.sh [router|nats|codec] (no argument: all, one after the other)
 #
 # Router: builds bench/router_bench.cpp in Release, writes the pattern sets
 # and lookups, replays them through Switchboard's PatternRouter (Google
@@ -334,15 +334,60 @@ sys.exit(1 if problems else 0)
 PY
 }
 
+# Codec: envelope encode + decode per message through the json and msgpack
+# plugins (bench/codec_bench.cpp), BENCH_REPEATS runs, medians.
+bench_codec() {
+  build_target switchboard_codec_bench
+  local bin=$build/bin/switchboard_codec_bench
+  local data=$build/bench-data/codec
+  rm -rf "$data"
+  mkdir -p "$data"
+  local r
+  for ((r = 1; r <= repeats; r++)); do
+    log "codec run $r/$repeats"
+    "$bin" --benchmark_min_time="$min_seconds" --benchmark_out="$data/run$r.json" \
+      --benchmark_out_format=json >"$data/run$r.log" 2>&1 || {
+      cat "$data/run$r.log" >&2
+      die "switchboard_codec_bench failed"
+    }
+  done
+  python3 - "$data" "$repeats" <<'PY'
+import json, statistics, sys
+from pathlib import Path
+
+data, repeats = Path(sys.argv[1]), int(sys.argv[2])
+ns, size = {}, {}
+for r in range(1, repeats + 1):
+    for b in json.loads((data / f"run{r}.json").read_text())["benchmarks"]:
+        if b.get("error_occurred"):
+            sys.exit(f"bench: {b['name']}: {b.get('error_message')}")
+        _, codec, message = b["name"].split("/")
+        ns.setdefault((codec, message), []).append(b["cpu_time"])
+        size[(codec, message)] = int(b["bytes"])
+messages = sorted({m for _, m in ns}, key=lambda m: ["small_request", "small_reply", "large_request"].index(m))
+med = lambda xs: statistics.median(xs)
+print()
+print(f"Envelope encode + decode per message, CPU time, median of {repeats} runs")
+print()
+print("| message | json ns | msgpack ns | json / msgpack | json bytes | msgpack bytes |")
+print("| --- | ---: | ---: | ---: | ---: | ---: |")
+for m in messages:
+    j, p = med(ns[("json", m)]), med(ns[("msgpack", m)])
+    print(f"| {m} | {j:,.0f} | {p:,.0f} | {j / p:.2f}x | {size[('json', m)]:,} | {size[('msgpack', m)]:,} |")
+PY
+}
+
 case $which_bench in
   router) bench_router ;;
   nats) bench_nats ;;
+  codec) bench_codec ;;
   all)
     # Each in its own process, so that one failing still lets the other run.
     status=0
     "$root/scripts/bench.sh" router || status=1
     "$root/scripts/bench.sh" nats || status=1
+    "$root/scripts/bench.sh" codec || status=1
     exit $status
     ;;
-  *) die "unknown benchmark '$which_bench' (known: router, nats)" ;;
+  *) die "unknown benchmark '$which_bench' (known: router, nats, codec)" ;;
 esac
