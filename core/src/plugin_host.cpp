@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -29,13 +30,27 @@ constexpr std::uint32_t kKindCount = 3;
 // the library, so dlclose runs only once nothing can call into it.
 class Library {
  public:
-  explicit Library(void* handle) : handle_(handle) {}
+  Library(void* handle, std::string path) : handle_(handle), path_(std::move(path)) {}
   Library(const Library&) = delete;
   Library& operator=(const Library&) = delete;
   ~Library() { dlclose(handle_); }
 
+  // Keeps the code mapped until exit (RTLD_NODELETE), once an object made
+  // from it exists: handlers a transport posted to an executor can outlive
+  // the transport (the io_context destroys them after the App is gone), and
+  // destroying one runs plugin code. A library that was only listed or
+  // refused still unloads.
+  void pin() {
+    if (pinned_.exchange(true)) return;
+    if (void* again = dlopen(path_.c_str(), RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE)) {
+      dlclose(again);  // the flag stays; the count goes back
+    }
+  }
+
  private:
   void* handle_;
+  std::string path_;
+  std::atomic<bool> pinned_{false};
 };
 
 struct Entry {
@@ -112,6 +127,7 @@ std::vector<std::string> default_search_path(std::vector<std::string> config_pat
 template <class T>
 std::shared_ptr<T> keep_loaded(std::unique_ptr<T> object, std::shared_ptr<Library> library) {
   if (!library) return std::shared_ptr<T>(std::move(object));
+  library->pin();
   return std::shared_ptr<T>(object.release(), [library = std::move(library)](T* p) mutable {
     delete p;
     library.reset();
@@ -188,7 +204,7 @@ struct PluginHost::Impl {
     void* handle = dlopen(shown.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (handle == nullptr) throw PluginError(shown, "cannot be loaded: " + dl_error_text(shown));
     // From here every refusal closes the library when `library` goes away.
-    auto library = std::make_shared<Library>(handle);
+    auto library = std::make_shared<Library>(handle, shown);
 
     dlerror();
     void* symbol = dlsym(handle, SWITCHBOARD_PLUGIN_ENTRY_SYMBOL);

@@ -175,7 +175,9 @@ TEST(PluginHostTest, ObjectsKeepTheLibraryLoadedAfterTheHostIsGone) {
   EXPECT_EQ(plugin->name(), "fixture_runtime");
   EXPECT_EQ(plugin->version(), "0.0.1");
   plugin.reset();
-  EXPECT_FALSE(is_loaded(copy.file())) << "dlclose once the last object is gone";
+  // Never unmapped (RTLD_NODELETE): handlers queued on an executor may still
+  // hold plugin code after the last object is gone.
+  EXPECT_TRUE(is_loaded(copy.file())) << "a plugin stays mapped until exit";
 }
 
 TEST(PluginHostTest, CodecOutlivesTheHost) {
