@@ -8,7 +8,9 @@ packages=(
   libboost-dev nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libnats-dev nats-server
-  libmsgpack-dev
+  libmsgpack-dev libsimdjson-dev
+  libssl-dev openssl
+  libsqlite3-dev
   clang libclang-rt-14-dev
 )
 # Node (benchmark and interop harness only) may come from outside Debian
@@ -16,6 +18,17 @@ packages=(
 # packages only when the commands are missing.
 if ! command -v node >/dev/null; then packages+=(nodejs); fi
 if ! command -v npm >/dev/null; then packages+=(npm); fi
+
+# Chromium runs the browser test (tests/browser). Best effort: that test
+# skips itself when no Chromium could be installed.
+if ! command -v chromium >/dev/null; then
+  sudo_c=""
+  if [[ $(id -u) -ne 0 ]]; then sudo_c="sudo"; fi
+  echo "install-deps: installing chromium (browser test)"
+  { $sudo_c apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive $sudo_c apt-get install -y -qq --no-install-recommends chromium; } ||
+    echo "install-deps: chromium could not be installed; the browser test will be skipped"
+fi
 
 missing=()
 for p in "${packages[@]}"; do

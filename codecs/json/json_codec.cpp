@@ -1,4 +1,7 @@
-// json: the envelope codec Hemera speaks.
+// json: the envelope codec Hemera speaks. Reading (json_reader) and writing
+// (json_writer) are files of their own, shared with the fuzz target.
+#include "json_reader.hpp"
+#include "json_writer.hpp"
 #include "switchboard/codec.hpp"
 #include "switchboard/config.hpp"
 #include "switchboard/error.hpp"
@@ -20,16 +23,14 @@ class JsonCodec final : public Codec {
   std::string encode(const Json& value) const override {
     // Invalid UTF-8 is replaced rather than thrown: a reply must not be lost
     // because a handler returned odd bytes.
-    return value.dump(-1, ' ', false, Json::error_handler_t::replace);
+    std::string out;
+    out.reserve(256);
+    json_codec::write(value, out);
+    return out;
   }
   std::error_code decode(std::string_view bytes, Json& out, std::string& error) const override {
-    try {
-      out = Json::parse(bytes.begin(), bytes.end());
-      return {};
-    } catch (const Json::parse_error& e) {
-      error = e.what();
-      return make_error_code(errc::parse_error);
-    }
+    if (!json_codec::read(bytes, out, error)) return make_error_code(errc::parse_error);
+    return {};
   }
   bool sniff(std::string_view bytes) const override {
     for (char c : bytes) {

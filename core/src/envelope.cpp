@@ -103,20 +103,38 @@ std::string method_of(const Json& pattern) {
   return out;
 }
 
-Json encode_request(const RequestEnvelope& r) {
-  Json request = {{"id", r.request_id},
-                  {"type", r.type},
-                  {"service", r.trace.service},
-                  {"method", r.trace.method}};
-  if (r.depth > 0) request["depth"] = r.depth;
-  return {{"pattern", r.pattern},
-          {"meta", r.meta},
-          {"delegate", r.delegate},
-          {"trace", r.trace.to_json()},
-          {"request", std::move(request)}};
+namespace {
+
+// {"id", "type", "service", "method"}: what Hemera reads from "request".
+Json request_member(const std::string& id, const std::string& type, const Trace& trace) {
+  Json request = Json::object();
+  auto& o = request.get_ref<Json::object_t&>();
+  o.emplace("id", id);
+  o.emplace("type", type);
+  o.emplace("service", trace.service);
+  o.emplace("method", trace.method);
+  return request;
 }
 
-bool decode_request(const Json& j, RequestEnvelope& out, std::string& why) {
+}  // namespace
+
+// Envelopes are built member by member (emplace) rather than from
+// initializer lists, which copy each value through a temporary array: this
+// runs for every request and reply.
+Json encode_request(RequestEnvelope r) {
+  Json request = request_member(r.request_id, r.type, r.trace);
+  if (r.depth > 0) request["depth"] = r.depth;
+  Json j = Json::object();
+  auto& o = j.get_ref<Json::object_t&>();
+  o.emplace("pattern", std::move(r.pattern));
+  o.emplace("meta", std::move(r.meta));
+  o.emplace("delegate", std::move(r.delegate));
+  o.emplace("trace", r.trace.to_json());
+  o.emplace("request", std::move(request));
+  return j;
+}
+
+bool decode_request(Json j, RequestEnvelope& out, std::string& why) {
   if (!j.is_object()) {
     why = "envelope must be a JSON object";
     return false;
@@ -126,9 +144,11 @@ bool decode_request(const Json& j, RequestEnvelope& out, std::string& why) {
     why = "envelope has no 'pattern' object";
     return false;
   }
-  out.pattern = *pattern;
-  if (auto it = j.find("meta"); it != j.end() && it->is_object()) out.meta = *it;
-  if (auto it = j.find("delegate"); it != j.end() && it->is_object()) out.delegate = *it;
+  out.pattern = std::move(*pattern);
+  if (auto it = j.find("meta"); it != j.end() && it->is_object()) out.meta = std::move(*it);
+  if (auto it = j.find("delegate"); it != j.end() && it->is_object()) {
+    out.delegate = std::move(*it);
+  }
   if (auto it = j.find("trace"); it != j.end()) out.trace = Trace::from_json(*it);
   if (auto it = j.find("request"); it != j.end() && it->is_object()) {
     out.request_id = string_or(*it, "id");
@@ -142,15 +162,14 @@ bool decode_request(const Json& j, RequestEnvelope& out, std::string& why) {
 
 Json encode_reply(const Json& meta, const Trace& trace, const RequestEnvelope& request,
                   const Json& result, const Json& error) {
-  return {{"meta", meta},
-          {"trace", trace.to_json()},
-          {"request",
-           {{"id", request.request_id},
-            {"type", request.type},
-            {"service", trace.service},
-            {"method", trace.method}}},
-          {"result", result},
-          {"error", error}};
+  Json j = Json::object();
+  auto& o = j.get_ref<Json::object_t&>();
+  o.emplace("meta", meta);
+  o.emplace("trace", trace.to_json());
+  o.emplace("request", request_member(request.request_id, request.type, trace));
+  o.emplace("result", result);
+  o.emplace("error", error);
+  return j;
 }
 
 }  // namespace switchboard

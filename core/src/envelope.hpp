@@ -43,9 +43,13 @@ struct RequestEnvelope {
   int depth = 0;                 // nested act depth (Switchboard extension)
 };
 
-Json encode_request(const RequestEnvelope& r);
+// By value: pass an envelope you no longer need with std::move, and its
+// pattern and meta move into the result instead of being copied.
+Json encode_request(RequestEnvelope r);
 // Accepts Hemera's minimal form {"pattern": {...}, "request": {"type": ...}}.
-bool decode_request(const Json& j, RequestEnvelope& out, std::string& why);
+// By value for the same reason: a decoded message passed with std::move
+// gives up its pattern and meta without a copy.
+bool decode_request(Json j, RequestEnvelope& out, std::string& why);
 
 Json encode_reply(const Json& meta, const Trace& trace, const RequestEnvelope& request,
                   const Json& result, const Json& error);

@@ -85,7 +85,7 @@ void Runtime::Impl::act(std::shared_ptr<CallState> parent, Json pattern, StreamC
   env.request_id = info.request_id;
   env.type = info.pubsub ? "pubsub" : "request";
   env.depth = depth;
-  std::string bytes = codec->encode(encode_request(env));
+  std::string bytes = codec->encode(encode_request(std::move(env)));
 
   if (info.pubsub) {
     auto ec = publish_bytes(info.trace.service, std::move(bytes), "", *codec);
@@ -161,11 +161,11 @@ void Runtime::Impl::on_inbox_message(const Message& msg) {
                                            (ec ? why : std::string("not an object")));
     return finish_act(id, make_error_code(errc::parse_error), std::move(r));
   }
-  if (auto m = j.find("meta"); m != j.end() && m->is_object()) r.meta = *m;
+  if (auto m = j.find("meta"); m != j.end() && m->is_object()) r.meta = std::move(*m);
   if (auto e = j.find("error"); e != j.end() && !e->is_null()) {
     r.error = Error::from_json(*e);
   } else if (auto res = j.find("result"); res != j.end()) {
-    r.result = *res;
+    r.result = std::move(*res);
   }
   std::error_code ec = r.error ? r.error->error_code() : std::error_code();
 

@@ -108,7 +108,7 @@ void Runtime::Impl::on_service_message(ServiceSubscription& service, Message msg
     return send_reply(state, nullptr, Error(errc::parse_error, "cannot decode request: " + why),
                       true);
   }
-  if (!decode_request(j, state->request, why)) {
+  if (!decode_request(std::move(j), state->request, why)) {
     spdlog::warn("request on '{}' dropped: {}", msg.subject, why);
     ++inflight;
     return send_reply(state, nullptr, Error(errc::parse_error, why), true);

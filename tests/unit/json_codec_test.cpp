@@ -1,0 +1,100 @@
+// The json codec's reader (simdjson, nlohmann as fallback) and writer agree
+// with nlohmann's parse and dump, which is what Hemera peers and earlier
+// Switchboard versions read and wrote.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "json_reader.hpp"
+#include "json_writer.hpp"
+#include "switchboard/json.hpp"
+
+namespace switchboard {
+namespace {
+
+std::string written(const Json& v) {
+  std::string out;
+  json_codec::write(v, out);
+  return out;
+}
+
+std::string nlohmann_dump(const Json& v) {
+  return v.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+Json read_ok(const std::string& text) {
+  Json out;
+  std::string error;
+  EXPECT_TRUE(json_codec::read(text, out, error)) << text << ": " << error;
+  return out;
+}
+
+TEST(JsonWriter, WritesWhatNlohmannWrites) {
+  const std::vector<Json> values = {
+      nullptr,
+      true,
+      false,
+      0,
+      -1,
+      std::numeric_limits<std::int64_t>::min(),
+      std::numeric_limits<std::uint64_t>::max(),
+      "",
+      "plain",
+      "quote \" backslash \\ slash / tab \t newline \n cr \r bs \b ff \f",
+      std::string("nul \x00 unit \x1f del \x7f", 19),
+      "h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80",  // é € 😀 stay UTF-8
+      "bad \xff\xfe utf8",                            // replaced with U+FFFD
+      "truncated \xe2\x82",
+      Json::array({1, "two", Json::array(), Json::object(), nullptr}),
+      {{"topic", "math"}, {"cmd", "add"}, {"a", 1}, {"b", 2.5}, {"nested", {{"k", {1, 2}}}}},
+      {{"we\"ird\nkey", 1}},
+      0.5,
+      3.0,
+      -0.0,
+      0.1,
+      1e300,
+      123456789.0,
+      2.5e-8,
+  };
+  for (const auto& v : values) EXPECT_EQ(written(v), nlohmann_dump(v)) << nlohmann_dump(v);
+}
+
+TEST(JsonWriter, NonFiniteNumbersBecomeNullAsWithNlohmann) {
+  for (double d : {std::nan(""), std::numeric_limits<double>::infinity()}) {
+    EXPECT_EQ(written(Json(d)), "null");
+    EXPECT_EQ(written(Json(d)), nlohmann_dump(Json(d)));
+  }
+}
+
+TEST(JsonWriter, FloatsStayFloatsAcrossTheWire) {
+  for (double d : {3.0, -7.0, 1e21, 0.1, 1.0 / 3.0, 5e-324, 1.7976931348623157e308}) {
+    Json back = read_ok(written(Json(d)));
+    EXPECT_TRUE(back.is_number_float()) << written(Json(d));
+    EXPECT_EQ(back.get<double>(), d) << written(Json(d));
+  }
+}
+
+TEST(JsonReader, ReadsWhatNlohmannReads) {
+  const std::vector<std::string> texts = {
+      R"({"pattern":{"topic":"math","cmd":"add","a":1,"b":2},"meta":{},"request":{"id":"x"}})",
+      R"([1, -2, 3.25, 1e3, -0, 18446744073709551615, -9223372036854775808])",
+      R"({"s":"\u00e9\ud83d\ude00\n\"\\","t":true,"f":false,"n":null})",
+      R"({"dup":1,"dup":2})",  // the last wins
+      R"(  {"spaces" :  [ ] }  )",
+      R"(123456789012345678901234567890)",  // beyond 64 bits: a double, through nlohmann
+  };
+  for (const auto& t : texts) EXPECT_EQ(read_ok(t), Json::parse(t)) << t;
+}
+
+TEST(JsonReader, RefusesMalformedTextWithNlohmannsMessage) {
+  for (const std::string text : {"{", "{\"a\":}", "[1,]", "nul", "{\"a\":1} x", "\"\xff\""}) {
+    Json out;
+    std::string error;
+    EXPECT_FALSE(json_codec::read(text, out, error)) << text;
+    EXPECT_NE(error.find("parse error"), std::string::npos) << text << ": " << error;
+  }
+}
+
+}  // namespace
+}  // namespace switchboard
