@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -45,16 +47,38 @@ inline bool port_open(int port) {
 
 class NatsServer {
  public:
+  // NatsServer(NatsServer::jetstream): with JetStream (-js), storing in a
+  // directory of its own that lives as long as this object (so a restart
+  // keeps the streams) and is removed with it.
+  struct JetStream {};
+  static constexpr JetStream jetstream{};
+
   explicit NatsServer(std::vector<std::string> extra_args = {})
       : port_(free_loopback_port()), extra_(std::move(extra_args)) {
     start();
   }
-  ~NatsServer() { stop(); }
+  explicit NatsServer(JetStream, std::vector<std::string> extra_args = {})
+      : port_(free_loopback_port()), extra_(std::move(extra_args)) {
+    char dir[] = "/tmp/switchboard-nats-js-XXXXXX";
+    if (!::mkdtemp(dir)) throw std::runtime_error("cannot create a JetStream store directory");
+    store_dir_ = dir;
+    extra_.insert(extra_.end(), {"-js", "-sd", store_dir_});
+    start();
+  }
+  ~NatsServer() {
+    stop();
+    if (!store_dir_.empty()) {
+      std::error_code ignored;
+      std::filesystem::remove_all(store_dir_, ignored);
+    }
+  }
   NatsServer(const NatsServer&) = delete;
   NatsServer& operator=(const NatsServer&) = delete;
 
   std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
   int port() const { return port_; }
+  // The JetStream store directory; empty without JetStream.
+  const std::string& store_dir() const { return store_dir_; }
 
   void start() {
     if (pid_ > 0) return;
@@ -102,6 +126,7 @@ class NatsServer {
  private:
   int port_;
   std::vector<std::string> extra_;
+  std::string store_dir_;
   pid_t pid_ = -1;
 };
 

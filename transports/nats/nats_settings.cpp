@@ -2,7 +2,9 @@
 
 #include <set>
 
+#include "nats_jetstream.hpp"
 #include "switchboard/config.hpp"
+#include "switchboard/subject.hpp"
 
 namespace switchboard::nats {
 namespace {
@@ -54,6 +56,9 @@ class Reader {
     return &*it;
   }
 
+  // For keys read by hand (lists, or several accepted types).
+  void mark_seen(const char* key) { seen_.insert(key); }
+
   void reject_unknown() const {
     for (auto it = object_.begin(); it != object_.end(); ++it) {
       if (!seen_.count(it.key())) {
@@ -67,6 +72,98 @@ class Reader {
   std::string prefix_;
   std::set<std::string> seen_;
 };
+
+StreamSettings read_stream(const Json& item, const std::string& prefix) {
+  if (!item.is_object()) {
+    throw OptionError(prefix.substr(0, prefix.size() - 1),
+                      "expected a mapping, got " + item.dump());
+  }
+  StreamSettings st;
+  Reader r(item, prefix);
+  r.read("name", st.name);
+  if (!valid_jetstream_name(st.name)) {
+    throw OptionError(prefix + "name",
+                      st.name.empty()
+                          ? std::string("a stream needs a name")
+                          : "'" + st.name + "' is not a stream name (no '.', '*', '>', spaces)");
+  }
+  r.mark_seen("subjects");  // read below
+  auto subjects = item.find("subjects");
+  if (subjects == item.end() || !subjects->is_array() || subjects->empty()) {
+    throw OptionError(prefix + "subjects", "expected a non-empty list of subjects");
+  }
+  for (const auto& subject : *subjects) {
+    std::string why;
+    if (!subject.is_string()) {
+      throw OptionError(prefix + "subjects", "expected subject strings, got " + subject.dump());
+    }
+    if (validate_subject(subject.get<std::string>(), true, why)) {
+      throw OptionError(prefix + "subjects", "'" + subject.get<std::string>() + "': " + why);
+    }
+    st.subjects.push_back(subject.get<std::string>());
+  }
+  std::string storage = "file";
+  r.read("storage", storage);
+  if (storage != "file" && storage != "memory") {
+    throw OptionError(prefix + "storage", "expected file or memory, got '" + storage + "'");
+  }
+  st.memory = storage == "memory";
+  r.read("max_age_ms", st.max_age_ms);
+  r.read("duplicate_window_ms", st.duplicate_window_ms);
+  r.read("replicas", st.replicas);
+  r.reject_unknown();
+  if (st.max_age_ms < 0) throw OptionError(prefix + "max_age_ms", "must not be negative");
+  if (st.duplicate_window_ms < 0) {
+    throw OptionError(prefix + "duplicate_window_ms", "must not be negative");
+  }
+  if (st.max_age_ms > 0 && st.duplicate_window_ms > st.max_age_ms) {
+    throw OptionError(prefix + "duplicate_window_ms", "must not be longer than max_age_ms");
+  }
+  if (st.replicas < 1 || st.replicas > 5) {
+    throw OptionError(prefix + "replicas", "expected 1 to 5");
+  }
+  return st;
+}
+
+JetStreamSettings read_jetstream(const Json& value) {
+  JetStreamSettings js;
+  if (value.is_boolean()) {
+    js.enabled = value.get<bool>();
+    return js;
+  }
+  if (!value.is_object()) {
+    throw OptionError("jetstream", "expected true, false or a mapping, got " + value.dump());
+  }
+  js.enabled = true;
+  Reader r(value, "jetstream.");
+  r.read("domain", js.domain);
+  r.read("publish_timeout_ms", js.publish_timeout_ms);
+  r.read("api_timeout_ms", js.api_timeout_ms);
+  r.mark_seen("streams");  // read below
+  if (auto streams = value.find("streams"); streams != value.end() && !streams->is_null()) {
+    if (!streams->is_array()) {
+      throw OptionError("jetstream.streams", "expected a list of streams, got " + streams->dump());
+    }
+    std::set<std::string> names;
+    for (std::size_t i = 0; i < streams->size(); ++i) {
+      auto prefix = "jetstream.streams[" + std::to_string(i) + "].";
+      js.streams.push_back(read_stream((*streams)[i], prefix));
+      if (!names.insert(js.streams.back().name).second) {
+        throw OptionError(prefix + "name",
+                          "stream '" + js.streams.back().name + "' is declared twice");
+      }
+    }
+  }
+  r.reject_unknown();
+  if (!js.domain.empty() && !valid_jetstream_name(js.domain)) {
+    throw OptionError("jetstream.domain", "'" + js.domain + "' is not a domain name");
+  }
+  if (js.publish_timeout_ms <= 0) {
+    throw OptionError("jetstream.publish_timeout_ms", "must be positive");
+  }
+  if (js.api_timeout_ms <= 0) throw OptionError("jetstream.api_timeout_ms", "must be positive");
+  return js;
+}
 
 void check(natsStatus s, const char* key, const std::string& what) {
   if (s == NATS_OK) return;
@@ -89,7 +186,7 @@ NatsSettings read_settings(const TransportConfig& config) {
       listed.push_back(url.get<std::string>());
     }
   }
-  top.section("servers");  // marks it seen (read above)
+  top.mark_seen("servers");  // read above
   s.servers.insert(s.servers.end(), listed.begin(), listed.end());
   if (s.servers.empty()) s.servers.push_back("nats://127.0.0.1:4222");
   top.read("name", s.name);
@@ -105,6 +202,10 @@ NatsSettings read_settings(const TransportConfig& config) {
   top.read("ping_interval_ms", s.ping_interval_ms);
   top.read("max_pings_out", s.max_pings_out);
   top.read("drain_timeout_ms", s.drain_timeout_ms);
+  top.mark_seen("jetstream");  // bool or mapping: read below
+  if (auto it = config.options.find("jetstream"); it != config.options.end() && !it->is_null()) {
+    s.jetstream = read_jetstream(*it);
+  }
   if (const Json* tls = top.section("tls")) {
     Reader r(*tls, "tls.");
     s.tls = true;

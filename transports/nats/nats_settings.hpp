@@ -12,6 +12,25 @@
 
 namespace switchboard::nats {
 
+// One stream the transport declares at connect (`jetstream.streams`).
+struct StreamSettings {
+  std::string name;
+  std::vector<std::string> subjects;
+  bool memory = false;                   // storage: file (default) or memory
+  std::int64_t max_age_ms = 0;           // 0: messages do not expire
+  std::int64_t duplicate_window_ms = 0;  // 0: the server's default (2 min, or max_age if shorter)
+  int replicas = 1;
+};
+
+// The `jetstream` option: `true`, or a mapping (which also turns it on).
+struct JetStreamSettings {
+  bool enabled = false;
+  std::string domain;                      // JetStream domain: API under $JS.<domain>.API
+  std::int64_t publish_timeout_ms = 5000;  // PubAck wait of publish_durable
+  std::int64_t api_timeout_ms = 5000;      // stream and consumer management requests
+  std::vector<StreamSettings> streams;
+};
+
 struct NatsSettings {
   std::vector<std::string> servers;  // url (comma-separated) and/or `servers`
   std::string name;                  // connection name shown by the server
@@ -35,6 +54,7 @@ struct NatsSettings {
   int pending_messages = 65536;  // per subscription, before slow consumer
   int pending_bytes = 64 * 1024 * 1024;
   std::int64_t drain_timeout_ms = 5000;
+  JetStreamSettings jetstream;
 };
 
 // Reads the options; throws OptionError naming the key.

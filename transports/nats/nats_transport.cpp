@@ -15,17 +15,32 @@
 //
 // cnats' own threads (reconnect, ping timer, drain, connection callbacks)
 // only post to the executor; nothing else touches runtime state.
+//
+// JetStream (when the `jetstream` option is set) adds three things:
+// - management requests (account info, streams, consumers) at connect and
+//   subscribe_durable, sent with natsConnection_Request while this thread
+//   reads the socket itself (see pump_while);
+// - publish_durable: a message with a reply subject "<ack inbox>.<n>" on
+//   one asynchronous cnats subscription per connection, whose callback (on
+//   its cnats thread) only posts the PubAck to the executor. Asynchronous,
+//   because only there does a "no responders" status keep its subject;
+// - durable consumers: push consumers whose deliver subject is an ordinary
+//   synchronous subscription of this file, so deliveries take the same path
+//   as every message; ack and nak publish on the delivery's reply subject.
 #include <poll.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "nats_jetstream.hpp"
 #include "nats_settings.hpp"
 #include "switchboard/config.hpp"
 #include "switchboard/error.hpp"
@@ -42,6 +57,22 @@ std::string last_error(natsStatus s) {
 }
 
 struct SubState;
+
+// What deliveries need to ack or nak from any thread: the connection, as
+// long as it may be used. Cleared (under `mutex`) before it is destroyed.
+struct AckLink {
+  std::mutex mutex;
+  natsConnection* nc = nullptr;
+};
+
+// A durable publish waiting for its PubAck.
+struct PendingPublish {
+  DurablePublishHandler done;
+  std::string subject;
+  std::string target;
+  std::string message_id;
+  std::chrono::steady_clock::time_point deadline;
+};
 
 // State shared with cnats callbacks and with handlers queued on the
 // executor. cnats holds raw pointers to heap shared_ptrs of it (`Anchor`):
@@ -85,6 +116,25 @@ struct Shared : std::enable_shared_from_this<Shared> {
     for (natsMsg* m : spent) natsMsg_Destroy(m);
     spent.clear();
   }
+
+  // JetStream publishes awaiting their PubAck, by number. Numbers and
+  // deadlines both grow, so the first one is the next to time out.
+  // Executor only, but for `publish_seq`, read by on_disconnected.
+  std::map<std::uint64_t, PendingPublish> publishes;
+  std::atomic<std::uint64_t> publish_seq{0};
+  std::string ack_prefix;  // "<ack inbox>."; the PubAck of publish n comes to "<ack inbox>.n"
+  std::unique_ptr<asio::steady_timer> publish_timer;
+  bool publish_timer_armed = false;
+  std::function<void()> when_publishes_settled;  // close() waits for the PubAcks
+  void settle_publish(std::uint64_t id, bool no_responders, const std::string& body);
+  void fail_publishes(std::uint64_t up_to, errc e, const std::string& why);
+  void arm_publish_timer();
+  void expire_publishes();
+  void after_publish_settled() {
+    if (publishes.empty() && when_publishes_settled) std::exchange(when_publishes_settled, {})();
+  }
+
+  std::shared_ptr<AckLink> ack_link = std::make_shared<AckLink>();
 
   // Set from cnats' threads (under its connection lock).
   std::atomic<int> fd{-1};
@@ -145,6 +195,11 @@ void on_disconnected(natsConnection* nc, void* closure) {
   shared->connected = false;
   if (shared->closing) return;
   shared->emit(TransportStatus::disconnected, "lost the server " + shared->endpoint);
+  // PubAcks of what was sent before are lost with the connection: those
+  // publishes fail now (the caller retries; the message id de-duplicates).
+  shared->post([s = shared, up_to = shared->publish_seq.load()] {
+    s->fail_publishes(up_to, errc::disconnected, "the connection to " + s->endpoint + " was lost");
+  });
 }
 void on_reconnected(natsConnection* nc, void* closure) {
   auto& shared = *static_cast<Anchor*>(closure);
@@ -166,6 +221,8 @@ void on_closed(natsConnection* nc, void* closure) {
   shared->post([shared, done = std::move(done)] {
     shared->deliver_pending();
     if (shared->drain_timer) shared->drain_timer->cancel();
+    shared->when_publishes_settled = nullptr;
+    shared->fail_publishes(UINT64_MAX, errc::closed, "the connection closed");
     if (done) done();
   });
 }
@@ -179,6 +236,93 @@ void on_error(natsConnection* nc, natsSubscription* sub, natsStatus err, void* c
   } else {
     shared->emit(TransportStatus::error, natsStatus_GetText(err));
   }
+}
+
+// ---- JetStream PubAcks (the ack inbox's cnats delivery thread) ----------------
+
+// The closure is an anchor from retain_anchor(): cnats may deliver after
+// the subscription is destroyed.
+void on_pub_ack(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+  auto& shared = *static_cast<Anchor*>(closure);
+  std::string_view subject = natsMsg_GetSubject(msg);
+  std::uint64_t id = 0;
+  auto dot = subject.rfind('.');
+  auto number = subject.substr(dot == std::string_view::npos ? 0 : dot + 1);
+  bool known = std::from_chars(number.data(), number.data() + number.size(), id).ec == std::errc();
+  bool no_responders = natsMsg_IsNoResponders(msg);
+  std::string body(natsMsg_GetData(msg), natsMsg_GetDataLength(msg));
+  natsMsg_Destroy(msg);
+  if (!known) return;
+  shared->post([s = shared, id, no_responders, body = std::move(body)] {
+    s->settle_publish(id, no_responders, body);
+  });
+}
+
+void complete(PendingPublish& p, std::error_code ec, const DurableReceipt& receipt) {
+  if (!p.done) return;
+  try {
+    p.done(ec, receipt);
+  } catch (const std::exception& e) {
+    spdlog::error("nats: a durable publish completion for '{}' threw: {}", p.subject, e.what());
+  }
+}
+
+void Shared::settle_publish(std::uint64_t id, bool no_responders, const std::string& body) {
+  auto it = publishes.find(id);
+  if (it == publishes.end()) return;  // timed out or failed already
+  PendingPublish p = std::move(it->second);
+  publishes.erase(it);
+  if (no_responders) {
+    spdlog::warn(
+        "nats: durable publish to '{}' failed: no JetStream stream stores this subject on {}",
+        p.subject, endpoint);
+    complete(p, make_error_code(errc::no_responders), DurableReceipt{});
+  } else {
+    auto result = read_pub_ack(body, p.subject, p.target);
+    if (result.ec) spdlog::warn("nats: durable publish failed: {}", result.problem);
+    complete(p, result.ec, result.receipt);
+  }
+  after_publish_settled();
+}
+
+void Shared::fail_publishes(std::uint64_t up_to, errc e, const std::string& why) {
+  if (publishes.empty()) return;
+  std::vector<PendingPublish> failed;
+  for (auto it = publishes.begin(); it != publishes.end() && it->first <= up_to;) {
+    failed.push_back(std::move(it->second));
+    it = publishes.erase(it);
+  }
+  if (failed.empty()) return;
+  spdlog::warn("nats: {} durable publish(es) without PubAck failed: {}", failed.size(), why);
+  for (auto& p : failed) complete(p, make_error_code(e), DurableReceipt{});
+  after_publish_settled();
+}
+
+void Shared::arm_publish_timer() {
+  if (publish_timer_armed || publishes.empty()) return;
+  if (!publish_timer) publish_timer = std::make_unique<asio::steady_timer>(executor);
+  publish_timer_armed = true;
+  publish_timer->expires_at(publishes.begin()->second.deadline);
+  publish_timer->async_wait([self = shared_from_this()](std::error_code ec) {
+    self->publish_timer_armed = false;
+    if (!ec) self->expire_publishes();
+  });
+}
+
+void Shared::expire_publishes() {
+  auto now = std::chrono::steady_clock::now();
+  std::vector<PendingPublish> expired;
+  while (!publishes.empty() && publishes.begin()->second.deadline <= now) {
+    expired.push_back(std::move(publishes.begin()->second));
+    publishes.erase(publishes.begin());
+  }
+  for (auto& p : expired) {
+    spdlog::warn("nats: durable publish to '{}'{} got no PubAck from JetStream in time (timeout)",
+                 p.subject, p.message_id.empty() ? "" : " (message id '" + p.message_id + "')");
+    complete(p, make_error_code(errc::timeout), DurableReceipt{});
+  }
+  arm_publish_timer();
+  if (!expired.empty()) after_publish_settled();
 }
 
 // ---- the event loop: cnats asks, the executor does -------------------------
@@ -492,7 +636,10 @@ void Shared::pump_drain() {
 
 class NatsSubscription final : public Subscription {
  public:
-  explicit NatsSubscription(std::shared_ptr<SubState> state) : state_(std::move(state)) {}
+  // `shown`: the subject subject() reports, when not the one subscribed
+  // (a durable subscription's filter, not its deliver subject).
+  explicit NatsSubscription(std::shared_ptr<SubState> state, std::string shown = {})
+      : state_(std::move(state)), shown_(std::move(shown)) {}
   void unsubscribe() override {
     state_->stop();
     for (auto& b : state_->buckets) {
@@ -504,10 +651,51 @@ class NatsSubscription final : public Subscription {
       });
     }
   }
-  const std::string& subject() const override { return state_->subject; }
+  const std::string& subject() const override { return shown_.empty() ? state_->subject : shown_; }
 
  private:
   std::shared_ptr<SubState> state_;
+  std::string shown_;
+};
+
+// One JetStream delivery. ack() and nak() publish to its reply subject
+// ("$JS.ACK...") from whichever thread calls them; only the first counts.
+class NatsDelivery final : public DurableDelivery {
+ public:
+  NatsDelivery(Message message, std::string ack_subject, const AckSubject& meta,
+               std::shared_ptr<AckLink> link)
+      : message_(std::move(message)),
+        ack_subject_(std::move(ack_subject)),
+        sequence_(meta.stream_sequence),
+        delivery_count_(
+            static_cast<std::uint32_t>(std::min<std::uint64_t>(meta.delivered, UINT32_MAX))),
+        link_(std::move(link)) {}
+
+  const Message& message() const override { return message_; }
+  std::uint64_t sequence() const override { return sequence_; }
+  std::uint32_t delivery_count() const override { return delivery_count_; }
+  void ack() override { settle("+ACK"); }
+  void nak(std::chrono::milliseconds delay) override { settle(nak_body(delay)); }
+
+ private:
+  void settle(const std::string& body) {
+    if (settled_.exchange(true)) return;
+    std::lock_guard lock(link_->mutex);
+    if (!link_->nc) return;  // the transport is gone: the broker redelivers after ack_wait
+    // Appended to cnats' buffer; the executor writes it (ev_write).
+    natsStatus s = natsConnection_Publish(link_->nc, ack_subject_.c_str(), body.data(),
+                                          static_cast<int>(body.size()));
+    if (s != NATS_OK) {
+      spdlog::debug("nats: {} of stream sequence {} not sent: {}", body, sequence_, last_error(s));
+    }
+  }
+
+  Message message_;
+  std::string ack_subject_;
+  std::uint64_t sequence_;
+  std::uint32_t delivery_count_;
+  std::shared_ptr<AckLink> link_;
+  std::atomic<bool> settled_{false};
 };
 
 // ---- the transport -------------------------------------------------------------
@@ -516,6 +704,7 @@ class NatsTransport final : public Transport {
  public:
   NatsTransport(const TransportConfig& config, const TransportContext& context)
       : settings_(read_settings(config)),
+        instance_(config.instance),
         configured_max_(config.max_payload),
         shared_(std::make_shared<Shared>()) {
     shared_->executor = context.executor;
@@ -528,6 +717,16 @@ class NatsTransport final : public Transport {
     for (auto& s : shared_->subs) s->stop();
     shared_->subs.clear();
     shared_->free_spent();
+    // Durable publishes still waiting are dropped without completion, and
+    // deliveries still held elsewhere can no longer ack (the broker
+    // redelivers them after ack_wait).
+    shared_->when_publishes_settled = nullptr;
+    shared_->publishes.clear();
+    {
+      std::lock_guard lock(shared_->ack_link->mutex);
+      shared_->ack_link->nc = nullptr;
+    }
+    if (ack_sub_) natsSubscription_Destroy(ack_sub_);
     {
       std::lock_guard lock(shared_->nc_mutex);
       shared_->destroyed = true;
@@ -543,6 +742,7 @@ class NatsTransport final : public Transport {
     // it is released, never closed here.
     shared_->release_socket();
     shared_->drain_timer.reset();
+    shared_->publish_timer.reset();
   }
 
   const std::string& type() const override {
@@ -556,6 +756,9 @@ class NatsTransport final : public Transport {
     c.headers = true;
     c.native_request = true;
     // No-responders arrives later, on the reply subject (Status: 503).
+    // JetStream: when the options ask for it and, once connected, the
+    // server has it (connect() fails otherwise).
+    c.durable_acks = settings_.jetstream.enabled && !jetstream_failed_;
     return c;
   }
   std::size_t max_payload() const override { return max_payload_; }
@@ -581,6 +784,20 @@ class NatsTransport final : public Transport {
     shared_->connected = true;
     auto server_max = static_cast<std::size_t>(natsConnection_GetMaxPayload(nc_));
     max_payload_ = std::min(configured_max_, server_max);
+    {
+      std::lock_guard lock(shared_->ack_link->mutex);
+      shared_->ack_link->nc = nc_;
+    }
+    if (settings_.jetstream.enabled) {
+      if (auto ec = start_jetstream()) {
+        // The options ask for what this server cannot give: no transport.
+        jetstream_failed_ = true;
+        closing_ = true;
+        shared_->closing = true;
+        natsConnection_Close(nc_);
+        return ec;
+      }
+    }
     shared_->emit(TransportStatus::connected, connected_url(nc_));
     return {};
   }
@@ -659,16 +876,207 @@ class NatsTransport final : public Transport {
     shared_->status = std::move(handler);
   }
 
+  // JetStream publish: the message goes out with the reply subject
+  // "<ack inbox>.<n>"; `done` runs on the executor with the PubAck, or with
+  // an error: errc::no_responders (no stream stores the subject),
+  // invalid_argument (not the expected stream), timeout (no PubAck within
+  // jetstream.publish_timeout_ms), disconnected (lost the connection before
+  // the PubAck), not_supported (no `jetstream` option), closed.
+  // msg.reply_to is not used.
+  void publish_durable(Message msg, const DurablePublish& options,
+                       DurablePublishHandler done) override {
+    auto fail = [&](errc e) {
+      asio::post(shared_->executor, [done = std::move(done), e] {
+        if (done) done(make_error_code(e), DurableReceipt{});
+      });
+    };
+    if (!nc_ || closing_) return fail(errc::closed);
+    if (!jetstream_ready()) return fail(errc::not_supported);
+    if (msg.data.size() > max_payload_) return fail(errc::payload_too_large);
+    std::string why;
+    if (validate_subject(msg.subject, false, why)) {
+      spdlog::warn("nats: durable publish to '{}': {}", msg.subject, why);
+      return fail(errc::invalid_argument);
+    }
+    if (!shared_->connected) return fail(errc::disconnected);
+    std::uint64_t id = ++shared_->publish_seq;
+    std::string reply = shared_->ack_prefix + std::to_string(id);
+    natsMsg* m = nullptr;
+    natsStatus s = natsMsg_Create(&m, msg.subject.c_str(), reply.c_str(), msg.data.data(),
+                                  static_cast<int>(msg.data.size()));
+    for (auto it = msg.headers.begin(); s == NATS_OK && it != msg.headers.end(); ++it) {
+      s = natsMsgHeader_Set(m, it->first.c_str(), it->second.c_str());
+    }
+    if (s == NATS_OK && !options.message_id.empty()) {
+      s = natsMsgHeader_Set(m, "Nats-Msg-Id", options.message_id.c_str());
+    }
+    if (s == NATS_OK && !options.target.empty()) {
+      s = natsMsgHeader_Set(m, "Nats-Expected-Stream", options.target.c_str());
+    }
+    if (s == NATS_OK) s = natsConnection_PublishMsg(nc_, m);
+    if (m) shared_->free_message(m);
+    if (s != NATS_OK) {
+      if (s == NATS_CONNECTION_CLOSED) return fail(errc::closed);
+      if (s == NATS_MAX_PAYLOAD) return fail(errc::payload_too_large);
+      spdlog::warn("nats: durable publish to '{}' failed: {}", msg.subject, last_error(s));
+      return fail(errc::transport_error);
+    }
+    // The PubAck reaches the executor after this returns (posted by cnats'
+    // thread), so the entry is there in time.
+    auto deadline = std::chrono::steady_clock::now() +
+                    std::chrono::milliseconds(settings_.jetstream.publish_timeout_ms);
+    shared_->publishes.emplace(id, PendingPublish{std::move(done), std::move(msg.subject),
+                                                  options.target, options.message_id, deadline});
+    shared_->arm_publish_timer();
+  }
+
+  // A durable push consumer (see docs/nats.md, "JetStream"): looked up or
+  // created with a few JetStream API round trips (this call blocks on them,
+  // as subscribe() blocks on one), then read through an ordinary
+  // subscription to its deliver subject, in its deliver group.
+  std::error_code subscribe_durable(const DurableSubscribe& options, DurableHandler handler,
+                                    std::unique_ptr<Subscription>& out) override {
+    if (!nc_ || closing_) return make_error_code(errc::closed);
+    if (!jetstream_ready()) return make_error_code(errc::not_supported);
+    std::string why;
+    if (options.subject.empty() ? options.target.empty()
+                                : bool(validate_subject(options.subject, true, why))) {
+      spdlog::warn("nats: durable subscription to '{}': {}", options.subject,
+                   options.subject.empty() ? "needs a subject or a target stream" : why);
+      return make_error_code(errc::invalid_argument);
+    }
+    if (!valid_jetstream_name(options.durable)) {
+      spdlog::warn("nats: durable subscription to '{}': '{}' is not a durable name",
+                   options.subject, options.durable);
+      return make_error_code(errc::invalid_argument);
+    }
+    if (options.start == DurableStart::sequence && options.start_sequence == 0) {
+      spdlog::warn("nats: durable subscription '{}': DurableStart::sequence needs start_sequence",
+                   options.durable);
+      return make_error_code(errc::invalid_argument);
+    }
+    if (!shared_->connected) return make_error_code(errc::disconnected);
+
+    std::string stream = options.target;
+    if (stream.empty()) {
+      if (auto ec = find_stream(options.subject, stream)) return ec;
+    }
+    const std::string what = "durable '" + options.durable + "' on stream '" + stream + "'";
+    auto info = api(js_api_ + ".CONSUMER.INFO." + stream + "." + options.durable);
+    if (auto ec = api_failure(info, what)) return ec;
+
+    std::string deliver, group;
+    Json config;  // to create or update the consumer with; null: as it is
+    bool exists = !info.error;
+    if (info.error && info.error->err_code == kJsStreamNotFound) {
+      spdlog::error("nats: {}: stream '{}' not found on {}", what, stream, shared_->endpoint);
+      return make_error_code(errc::invalid_argument);
+    } else if (info.error && info.error->err_code != kJsConsumerNotFound) {
+      spdlog::error("nats: {}: {}", what, info.error->text());
+      return make_error_code(errc::transport_error);
+    } else if (info.error) {
+      deliver = new_inbox();
+      group = options.durable;
+      config = consumer_config(options, deliver, group);
+    } else {
+      Json existing = info.json.value("config", Json::object());
+      deliver = string_or(existing, "deliver_subject");
+      group = string_or(existing, "deliver_group");
+      std::string filter = string_or(existing, "filter_subject");
+      if (deliver.empty()) {
+        spdlog::error(
+            "nats: {} is a pull consumer; switchboard reads push consumers "
+            "(use another durable name)",
+            what);
+        return make_error_code(errc::invalid_argument);
+      }
+      if (filter != options.subject) {
+        spdlog::error("nats: {} filters '{}', not '{}' (use another durable name, or delete it)",
+                      what, filter, options.subject);
+        return make_error_code(errc::invalid_argument);
+      }
+      if (group.empty() && info.json.value("push_bound", false)) {
+        spdlog::error("nats: {} has no deliver group and another subscriber reads it", what);
+        return make_error_code(errc::invalid_argument);
+      }
+      Json fresh = consumer_config(options, deliver, group);
+      Json wanted = existing;
+      wanted["ack_wait"] = fresh["ack_wait"];
+      wanted["max_ack_pending"] = fresh["max_ack_pending"];
+      if (wanted != existing) config = std::move(wanted);
+    }
+    if (!config.is_null()) {
+      Json request = {{"stream_name", stream}, {"config", config}};
+      auto created = api(js_api_ + ".CONSUMER.DURABLE.CREATE." + stream + "." + options.durable,
+                         request.dump());
+      if (auto ec = api_failure(created, what)) return ec;
+      if (created.error && exists) {
+        // The server keeps some settings (2.9 refuses any update of a
+        // consumer that starts at a time); the consumer is usable as is.
+        spdlog::warn("nats: {}: ack_wait and max_in_flight not updated: {}", what,
+                     created.error->text());
+      } else if (created.error) {
+        spdlog::error("nats: cannot create {}: {}", what, created.error->text());
+        return make_error_code(created.error->code == 400 || created.error->code == 404
+                                   ? errc::invalid_argument
+                                   : errc::transport_error);
+      }
+    }
+
+    auto state = std::make_shared<SubState>();
+    state->shared = shared_;
+    state->subject = deliver;
+    state->handler = [handler = std::move(handler), link = shared_->ack_link,
+                      filter = options.subject](Message m) {
+      auto meta = parse_ack_subject(m.reply_to);
+      if (!meta) {
+        spdlog::debug(
+            "nats: a message that is no JetStream delivery reached the durable "
+            "subscription to '{}'; dropped",
+            filter);
+        return;
+      }
+      std::string ack_subject = std::move(m.reply_to);
+      m.reply_to.clear();
+      auto delivery =
+          std::make_shared<NatsDelivery>(std::move(m), std::move(ack_subject), *meta, link);
+      try {
+        handler(std::move(delivery));
+      } catch (const std::exception& e) {
+        spdlog::error("nats: the durable handler for '{}' threw: {} (redelivered after ack_wait)",
+                      filter, e.what());
+      }
+    };
+    natsSubscription* sub = nullptr;
+    natsStatus s = group.empty() ? natsConnection_SubscribeSync(&sub, nc_, deliver.c_str())
+                                 : natsConnection_QueueSubscribeSync(&sub, nc_, deliver.c_str(),
+                                                                     group.c_str());
+    if (s != NATS_OK) {
+      spdlog::warn("nats: subscribe to the deliver subject of {} failed: {}", what, last_error(s));
+      return make_error_code(s == NATS_CONNECTION_CLOSED ? errc::closed : errc::transport_error);
+    }
+    natsSubscription_SetPendingLimits(sub, settings_.pending_messages, settings_.pending_bytes);
+    state->sub = sub;
+    shared_->subs.push_back(state);
+    if (natsStatus f = round_trip(); f != NATS_OK) {
+      spdlog::warn("nats: subscription of {} not confirmed by the server yet: {}", what,
+                   natsStatus_GetText(f));
+    }
+    out = std::make_unique<NatsSubscription>(std::move(state),
+                                             options.subject.empty() ? stream : options.subject);
+    return {};
+  }
+
   // Drain: the server stops sending to our subscriptions, what was already
   // received is delivered, what we published is flushed, then cnats closes
-  // the connection and the closed callback completes this.
+  // the connection and the closed callback completes this. Durable
+  // publishes still waiting get their PubAck (or time out) first.
   void close(std::function<void()> done) override {
-    if (!nc_ || shared_->closed) {
+    if (!nc_ || shared_->closed || jetstream_failed_) {
       asio::post(shared_->executor, std::move(done));
       return;
     }
     closing_ = true;
-    shared_->closing = true;
     {
       std::lock_guard lock(shared_->mutex);
       auto previous = std::move(shared_->on_closed);
@@ -677,6 +1085,19 @@ class NatsTransport final : public Transport {
         if (done) done();
       };
     }
+    if (!shared_->publishes.empty()) {
+      // Called on the executor, where the destructor clears it: `this` lives.
+      shared_->when_publishes_settled = [this] { drain(); };
+      return;
+    }
+    drain();
+  }
+
+ private:
+  void drain() {
+    if (drain_started_) return;
+    drain_started_ = true;
+    shared_->closing = true;
     natsStatus s = natsConnection_DrainTimeout(nc_, settings_.drain_timeout_ms);
     if (s != NATS_OK && s != NATS_DRAINING) {
       // Not connected (or already closing): close outright.
@@ -689,7 +1110,6 @@ class NatsTransport final : public Transport {
     }
   }
 
- private:
   // A publish with a reply subject (see SubState): returns the reply
   // subject to send.
   std::string route_reply(const std::string& reply, const std::string& to) {
@@ -748,10 +1168,18 @@ class NatsTransport final : public Transport {
   // before it runs, so no handler of ours touches the socket meanwhile;
   // messages read here are handed over by a queued delivery.
   natsStatus round_trip() {
+    return pump_while(
+        [&] { return natsConnection_FlushTimeout(nc_, settings_.connect_timeout_ms); });
+  }
+
+  // Runs a blocking cnats call (one that waits for an answer from the
+  // server) on a helper thread while this one reads and writes the socket.
+  template <typename Call>
+  natsStatus pump_while(Call&& call) {
     std::atomic<bool> done{false};
     natsStatus result = NATS_OK;
     std::thread waiter([&] {
-      result = natsConnection_FlushTimeout(nc_, settings_.connect_timeout_ms);
+      result = call();
       done = true;
     });
     while (!done) {
@@ -769,12 +1197,187 @@ class NatsTransport final : public Transport {
     return result;
   }
 
+  // ---- JetStream ----
+
+  bool jetstream_ready() {
+    if (jetstream_ready_) return true;
+    if (!warned_no_jetstream_) {
+      warned_no_jetstream_ = true;
+      spdlog::warn(
+          "nats: transport '{}' has no JetStream: durable publish and subscribe need "
+          "the `jetstream` option (see docs/nats.md)",
+          instance_);
+    }
+    return false;
+  }
+
+  // One JetStream API request, answered (or not) within api_timeout_ms.
+  struct ApiAnswer {
+    natsStatus status = NATS_OK;  // NATS_NO_RESPONDERS: no JetStream there
+    Json json;
+    std::optional<ApiError> error;  // the answer's `error`
+  };
+  ApiAnswer api(const std::string& subject, const std::string& body = "") {
+    ApiAnswer a;
+    natsMsg* reply = nullptr;
+    a.status = pump_while([&] {
+      return natsConnection_Request(&reply, nc_, subject.c_str(), body.data(),
+                                    static_cast<int>(body.size()),
+                                    settings_.jetstream.api_timeout_ms);
+    });
+    if (a.status != NATS_OK) return a;
+    a.json = Json::parse(std::string_view(natsMsg_GetData(reply),
+                                          static_cast<std::size_t>(natsMsg_GetDataLength(reply))),
+                         nullptr, false);
+    natsMsg_Destroy(reply);
+    a.error = api_error(a.json);
+    return a;
+  }
+
+  // The error of a request that got no answer, logged; {} when answered.
+  std::error_code api_failure(const ApiAnswer& a, const std::string& what) {
+    switch (a.status) {
+      case NATS_OK:
+        return {};
+      case NATS_NO_RESPONDERS:
+        spdlog::error("nats: {}: no JetStream answers on {} (is JetStream enabled there?)", what,
+                      shared_->endpoint);
+        return make_error_code(errc::not_supported);
+      case NATS_TIMEOUT:
+        spdlog::error(
+            "nats: {}: JetStream on {} did not answer within {} ms "
+            "(jetstream.api_timeout_ms)",
+            what, shared_->endpoint, settings_.jetstream.api_timeout_ms);
+        return make_error_code(errc::timeout);
+      case NATS_CONNECTION_CLOSED:
+        return make_error_code(errc::closed);
+      default:
+        spdlog::error("nats: {}: JetStream request failed: {}", what, natsStatus_GetText(a.status));
+        return make_error_code(errc::transport_error);
+    }
+  }
+
+  // At connect: the server has JetStream, the declared streams exist as
+  // declared, and PubAcks have a subscription to come to.
+  std::error_code start_jetstream() {
+    js_api_ = api_prefix(settings_.jetstream);
+    auto info = api(js_api_ + ".INFO");
+    if (info.status == NATS_NO_RESPONDERS ||
+        (info.error && (info.error->err_code == kJsNotEnabled ||
+                        info.error->err_code == kJsNotEnabledForAccount))) {
+      spdlog::error(
+          "nats: transport '{}' has the `jetstream` option but the server {} has no "
+          "JetStream{} (start nats-server with -js, or give it a jetstream block)",
+          instance_, connected_url(nc_), info.error ? ": " + info.error->text() : std::string());
+      return make_error_code(errc::not_supported);
+    }
+    if (auto ec = api_failure(info, "JetStream account info")) return ec;
+    if (info.error) {
+      spdlog::error("nats: JetStream account info from {}: {}", shared_->endpoint,
+                    info.error->text());
+      return make_error_code(errc::transport_error);
+    }
+    for (const auto& stream : settings_.jetstream.streams) {
+      if (auto ec = declare_stream(stream)) return ec;
+    }
+    shared_->ack_prefix = new_inbox() + ".";
+    std::string acks = shared_->ack_prefix + "*";
+    natsStatus s =
+        natsConnection_Subscribe(&ack_sub_, nc_, acks.c_str(), on_pub_ack, retain_anchor(shared_));
+    if (s != NATS_OK) {
+      spdlog::error("nats: cannot subscribe to PubAcks on {}: {}", acks, last_error(s));
+      return make_error_code(errc::transport_error);
+    }
+    natsSubscription_SetPendingLimits(ack_sub_, settings_.pending_messages,
+                                      settings_.pending_bytes);
+    jetstream_ready_ = true;
+    return {};
+  }
+
+  // Creates the stream, or updates it to the declared settings (keeping
+  // the ones not declared). Errors name the stream and the server's reason.
+  std::error_code declare_stream(const StreamSettings& stream) {
+    const std::string what = "JetStream stream '" + stream.name + "'";
+    auto created = api(js_api_ + ".STREAM.CREATE." + stream.name, stream_config(stream).dump());
+    if (auto ec = api_failure(created, what)) return ec;
+    if (!created.error) {
+      spdlog::debug("nats: {} ready", what);
+      return {};
+    }
+    if (created.error->err_code != kJsStreamNameExists) {
+      spdlog::error("nats: cannot create {}: {}", what, created.error->text());
+      return make_error_code(errc::invalid_argument);
+    }
+    auto info = api(js_api_ + ".STREAM.INFO." + stream.name);
+    if (auto ec = api_failure(info, what)) return ec;
+    if (info.error) {
+      spdlog::error("nats: {}: {}", what, info.error->text());
+      return make_error_code(errc::transport_error);
+    }
+    Json config = merge_stream_config(info.json.value("config", Json::object()), stream);
+    auto updated = api(js_api_ + ".STREAM.UPDATE." + stream.name, config.dump());
+    if (auto ec = api_failure(updated, what)) return ec;
+    if (updated.error) {
+      spdlog::error("nats: cannot update {} to its declared settings: {}", what,
+                    updated.error->text());
+      return make_error_code(errc::invalid_argument);
+    }
+    spdlog::info("nats: {} updated to its declared settings", what);
+    return {};
+  }
+
+  // The one stream that stores `subject`.
+  std::error_code find_stream(const std::string& subject, std::string& out) {
+    const std::string what = "durable subscription to '" + subject + "'";
+    auto names = api(js_api_ + ".STREAM.NAMES", Json{{"subject", subject}}.dump());
+    if (auto ec = api_failure(names, what)) return ec;
+    if (names.error) {
+      spdlog::error("nats: {}: {}", what, names.error->text());
+      return make_error_code(errc::transport_error);
+    }
+    std::vector<std::string> streams;
+    if (auto it = names.json.find("streams"); it != names.json.end() && it->is_array()) {
+      for (const auto& name : *it) {
+        if (name.is_string()) streams.push_back(name.get<std::string>());
+      }
+    }
+    if (streams.size() == 1) {
+      out = streams.front();
+      return {};
+    }
+    if (streams.empty()) {
+      spdlog::error("nats: {}: no JetStream stream stores this subject on {}", what,
+                    shared_->endpoint);
+    } else {
+      std::string list;
+      for (const auto& name : streams) list += (list.empty() ? "" : ", ") + name;
+      spdlog::error("nats: {}: several streams store it ({}); name one in `target`", what, list);
+    }
+    return make_error_code(errc::invalid_argument);
+  }
+
+  static std::string new_inbox() {
+    natsInbox* inbox = nullptr;
+    if (natsInbox_Create(&inbox) != NATS_OK) return "_INBOX.switchboard";
+    std::string out = inbox;
+    natsInbox_Destroy(inbox);
+    return out;
+  }
+
   NatsSettings settings_;
+  std::string instance_;
   std::size_t configured_max_;
   std::size_t max_payload_ = 1024 * 1024;
   std::shared_ptr<Shared> shared_;
   natsConnection* nc_ = nullptr;
   bool closing_ = false;
+  bool drain_started_ = false;
+  // JetStream
+  std::string js_api_;  // $JS.API, or $JS.<domain>.API
+  natsSubscription* ack_sub_ = nullptr;
+  bool jetstream_ready_ = false;
+  bool jetstream_failed_ = false;
+  bool warned_no_jetstream_ = false;
 };
 
 class NatsFactory final : public TransportFactory {
