@@ -3,7 +3,7 @@
 # timed test: it prints numbers and fails only when a benchmark is wrong
 # (the two sides answer differently), not when it is slow.
 #
-#   scripts/bench.sh [router|nats|codec] (no argument: all, one after the other)
+#   scripts/bench.sh [router|nats|codec|events] (no argument: all, one after the other)
 #
 # Router: builds bench/router_bench.cpp in Release, writes the pattern sets
 # and lookups, replays them through Switchboard's PatternRouter (Google
@@ -377,17 +377,78 @@ for m in messages:
 PY
 }
 
+# Events: the event log (bench/events/event_log_bench.cpp): durable appends/s
+# with group commit, replay events/s, and the write+fdatasync floor measured
+# in the same run; BENCH_REPEATS runs, medians. The store lives under the
+# build directory (BENCH_EVENTS_DIR to put it on another disk).
+bench_events() {
+  build_target switchboard_events_bench
+  local bin=$build/bin/switchboard_events_bench
+  local data=$build/bench-data/events
+  local store=${BENCH_EVENTS_DIR:-$data/store}
+  rm -rf "$data"
+  mkdir -p "$data" "$store"
+  local r
+  for ((r = 1; r <= repeats; r++)); do
+    log "events run $r/$repeats"
+    "$bin" --dir="$store" --seconds="${BENCH_EVENTS_SECONDS:-3}" >"$data/run$r.json" \
+      2>"$data/run$r.log" || {
+      cat "$data/run$r.log" >&2
+      die "switchboard_events_bench failed"
+    }
+  done
+  python3 - "$data" "$repeats" <<'PY'
+import json, statistics, sys
+from pathlib import Path
+
+data, repeats = Path(sys.argv[1]), int(sys.argv[2])
+runs = [json.loads((data / f"run{r}.json").read_text()) for r in range(1, repeats + 1)]
+med = lambda f: statistics.median(f(x) for x in runs)
+span = lambda f: f"{min(f(x) for x in runs):,.0f}..{max(f(x) for x in runs):,.0f}"
+rows = [
+    ("write + fdatasync floor (one record per sync)", lambda x: x["fdatasync_per_s"]),
+    ("durable appends/s, group commit", lambda x: x["append"]["per_s"]),
+    ("replay events/s, read() (payload as text)", lambda x: x["replay"]["read_per_s"]),
+    ("replay events/s, stream() via the strand", lambda x: x["replay"]["stream_per_s"]),
+    ("replay events/s, with payload JSON parse", lambda x: x["replay"]["parsed_per_s"]),
+]
+a = runs[0]["append"]
+print()
+print(f"Event log, median of {repeats} runs ({a['inflight']:,} emits in flight from "
+      f"{a['threads']} threads; record ~{runs[0]['record_bytes']} bytes; "
+      f"{runs[0]['replay']['events']:,} events replayed)")
+print()
+print("| measure | median | over the runs |")
+print("| --- | ---: | ---: |")
+for name, f in rows:
+    print(f"| {name} | {med(f):,.0f} | {span(f)} |")
+print()
+print(f"  group commit: {med(lambda x: x['append']['batches_per_s']):,.0f} commits/s, "
+      f"mean batch {med(lambda x: x['append']['mean_batch']):,.0f} events, "
+      f"largest {max(x['append']['largest_batch'] for x in runs):,}")
+appends, floor = med(rows[1][1]), med(rows[0][1])
+replay = med(rows[2][1])
+ok = lambda good: "met" if good else "NOT met"
+print(f"  group commit / floor: {appends / floor:,.0f}x")
+print()
+print(f"goal >= 200,000 durable appends/s: {ok(appends >= 200000)} ({appends:,.0f})")
+print(f"goal replay >= 1,000,000 events/s: {ok(replay >= 1000000)} ({replay:,.0f})")
+PY
+}
+
 case $which_bench in
   router) bench_router ;;
   nats) bench_nats ;;
   codec) bench_codec ;;
+  events) bench_events ;;
   all)
     # Each in its own process, so that one failing still lets the other run.
     status=0
     "$root/scripts/bench.sh" router || status=1
     "$root/scripts/bench.sh" nats || status=1
     "$root/scripts/bench.sh" codec || status=1
+    "$root/scripts/bench.sh" events || status=1
     exit $status
     ;;
-  *) die "unknown benchmark '$which_bench' (known: router, nats, codec)" ;;
+  *) die "unknown benchmark '$which_bench' (known: router, nats, codec, events)" ;;
 esac

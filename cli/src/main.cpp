@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "cli_common.hpp"
+#include "events_command.hpp"
 
 int main(int argc, char** argv) {
   using namespace switchboard::cli;
@@ -21,6 +22,7 @@ int main(int argc, char** argv) {
   add_pub_command(app, exit_code);
   add_sub_command(app, exit_code);
   add_plugins_command(app, exit_code);
+  add_events_command(app, exit_code);
   app.add_subcommand("version", "print the version and plugin ABI")->callback([] {
     std::cout << "switchboard " << SWITCHBOARD_VERSION << " (plugin ABI "
               << SWITCHBOARD_PLUGIN_ABI_VERSION << ", " << SWITCHBOARD_TOOLCHAIN_TAG << ")\n";

@@ -1,0 +1,683 @@
+// EventLog: validation on the caller's thread, one writer thread that
+// group-commits (one transaction, one fsync per batch), live dispatch and
+// stream catch-up on the log's strand.
+#include "switchboard/event_log.hpp"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <shared_mutex>
+#include <thread>
+
+#include "../payload_schema.hpp"
+#include "event_hash.hpp"
+#include "sqlite_store.hpp"
+
+namespace switchboard {
+
+using events::SqliteStore;
+using events::StoreError;
+
+Json Event::to_json() const {
+  Json payload = Json::parse(payload_json, nullptr, false);
+  return Json{{"sequence", sequence},
+              {"id", id},
+              {"type", type},
+              {"origin", origin},
+              {"origin_sequence", origin_sequence},
+              {"timestamp_us", timestamp_us},
+              {"payload", payload.is_discarded() ? Json(payload_json) : payload},
+              {"prev_hash", to_hex(prev_hash)},
+              {"hash", to_hex(hash)}};
+}
+
+namespace {
+
+std::int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Other processes may not write the store while this one does: the writer
+// holds an exclusive flock on `<path>.lock` (released by the kernel when the
+// process dies, kill -9 included).
+class WriterLock {
+ public:
+  explicit WriterLock(const std::string& path) {
+    std::string lock_path = path + ".lock";
+    fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) {
+      throw Error(errc::invalid_argument, "event store '" + path + "': cannot open " + lock_path +
+                                              ": " + std::generic_category().message(errno));
+    }
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd_);
+      throw Error(errc::invalid_argument,
+                  "event store '" + path + "' is open for writing in another process");
+    }
+  }
+  ~WriterLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  WriterLock(const WriterLock&) = delete;
+  WriterLock& operator=(const WriterLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+struct HandlerEntry {
+  std::string type;  // "*" for all
+  EventHandler fn;
+  std::atomic<bool> active{true};
+};
+
+void call_safely(const EventHandler& fn, const Event& e) {
+  try {
+    fn(e);
+  } catch (const std::exception& ex) {
+    spdlog::warn("event handler for '{}' (sequence {}) threw: {}", e.type, e.sequence, ex.what());
+  } catch (...) {
+    spdlog::warn("event handler for '{}' (sequence {}) threw", e.type, e.sequence);
+  }
+}
+
+}  // namespace
+
+struct EventLog::Impl : std::enable_shared_from_this<EventLog::Impl> {
+  struct Stream;
+  using StreamState = Stream;
+  EventLogOptions options;
+  asio::strand<asio::any_io_executor> strand;
+  std::unique_ptr<WriterLock> lock;
+  std::string origin;
+
+  // Schemas by type; read on every emit, written by declare().
+  mutable std::shared_mutex types_mutex;
+  std::map<std::string, std::shared_ptr<const Json>> types;
+
+  // ---- the writer ----
+  struct EmitOp {
+    std::string type;
+    std::string payload;
+    EmitDone done;
+  };
+  struct MiscOp {  // a type declaration or a consumer cursor
+    enum class Kind { type, consumer } kind;
+    std::string name;
+    std::string schema;
+    std::uint64_t position = 0;
+    std::function<void(std::error_code)> done;  // may be empty
+  };
+  std::mutex queue_mutex;
+  std::condition_variable queue_cv;
+  std::deque<EmitOp> emits;
+  std::vector<MiscOp> misc;
+  bool stopping = false;
+  bool closed = false;
+  std::thread writer;
+  std::unique_ptr<SqliteStore> write_store;  // writer thread only (and open/close)
+  // The chain's head, writer thread only.
+  std::uint64_t last_sequence = 0;
+  EventHash last_hash{};
+  std::int64_t last_ts = 0;
+  std::uint64_t origin_sequence = 0;
+
+  std::atomic<std::uint64_t> committed{0};  // newest durable sequence
+  std::atomic<std::uint64_t> stat_events{0}, stat_batches{0}, stat_largest{0};
+
+  // ---- reads ----
+  mutable std::mutex read_mutex;
+  std::unique_ptr<SqliteStore> read_store;
+
+  // ---- dispatch (listeners mutex; delivery on the strand) ----
+  std::mutex listeners_mutex;
+  std::uint64_t next_handler_id = 1;
+  std::map<HandlerId, std::shared_ptr<HandlerEntry>> handlers;
+  std::vector<std::shared_ptr<StreamState>> streams;
+  std::uint64_t dispatched = 0;  // strand only: newest sequence handed to live listeners
+
+  Impl(asio::any_io_executor ex, EventLogOptions opts)
+      : options(std::move(opts)), strand(asio::make_strand(ex)) {}
+
+  void writer_loop();
+  void run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& misc_ops);
+  void dispatch(const std::shared_ptr<std::vector<Event>>& batch);
+  void catch_up(const std::shared_ptr<StreamState>& s);
+  void save_cursor(StreamState& s);
+  std::size_t read(std::uint64_t from, std::uint64_t to, std::size_t max, const EventHandler& fn,
+                   std::error_code& ec) const;
+};
+
+struct EventLog::Impl::Stream : EventStream, std::enable_shared_from_this<Stream> {
+  std::weak_ptr<EventLog::Impl> log;
+  StreamOptions options;
+  EventHandler fn;
+  std::atomic<std::uint64_t> next{1};  // the next sequence to deliver
+  bool live = false;                   // strand only
+  std::atomic<bool> closed{false};
+  std::uint64_t saved = 0;  // strand only: the cursor last queued for saving
+
+  void close() override {
+    closed = true;
+    if (auto l = log.lock()) {
+      std::lock_guard lock(l->listeners_mutex);
+      std::erase_if(l->streams, [this](const auto& s) { return s.get() == this; });
+    }
+  }
+  std::uint64_t position() const override { return next.load() - 1; }
+
+  void deliver(const Event& e) {
+    if (closed) return;
+    if (e.sequence < next) return;  // already seen
+    next = e.sequence + 1;
+    if (options.type.empty() || options.type == e.type) call_safely(fn, e);
+  }
+};
+
+void EventLog::Impl::save_cursor(StreamState& s) {
+  if (s.options.consumer.empty() || options.read_only) return;
+  std::uint64_t pos = s.next.load() - 1;
+  if (pos <= s.saved) return;
+  s.saved = pos;
+  {
+    std::lock_guard lock(queue_mutex);
+    if (closed) return;
+    misc.push_back({MiscOp::Kind::consumer, s.options.consumer, {}, pos, {}});
+  }
+  queue_cv.notify_one();
+}
+
+void EventLog::Impl::writer_loop() {
+  std::vector<EmitOp> batch;
+  std::vector<MiscOp> misc_ops;
+  for (;;) {
+    {
+      std::unique_lock lock(queue_mutex);
+      queue_cv.wait(lock, [this] { return stopping || !emits.empty() || !misc.empty(); });
+      if (emits.empty() && misc.empty()) return;  // stopping, drained
+      std::size_t n = std::min(emits.size(), options.max_batch);
+      batch.clear();
+      batch.reserve(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        batch.push_back(std::move(emits.front()));
+        emits.pop_front();
+      }
+      misc_ops.clear();
+      misc_ops.swap(misc);
+    }
+    run_batch(batch, misc_ops);
+  }
+}
+
+void EventLog::Impl::run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& misc_ops) {
+  auto events = std::make_shared<std::vector<Event>>();
+  events->reserve(batch.size());
+  const std::uint64_t seq0 = last_sequence;
+  const EventHash hash0 = last_hash;
+  const std::int64_t ts0 = last_ts;
+  const std::uint64_t oseq0 = origin_sequence;
+  std::error_code ec;
+  std::string why;
+  try {
+    write_store->begin();
+    try {
+      // One timestamp per batch, never earlier than the previous one: the
+      // log's timestamps do not go back when the clock does.
+      std::int64_t ts = std::max(now_us(), last_ts);
+      for (auto& op : batch) {
+        Event& e = events->emplace_back();
+        e.sequence = last_sequence + 1;
+        e.origin = origin;
+        e.origin_sequence = origin_sequence + 1;
+        e.id = events::event_id(origin, e.origin_sequence);
+        e.type = std::move(op.type);
+        e.timestamp_us = ts;
+        e.payload_json = std::move(op.payload);
+        e.prev_hash = last_hash;
+        e.hash = events::event_hash(e);
+        write_store->insert(e);
+        last_sequence = e.sequence;
+        last_hash = e.hash;
+        last_ts = ts;
+        ++origin_sequence;
+      }
+      for (const auto& m : misc_ops) {
+        if (m.kind == MiscOp::Kind::type) {
+          write_store->put_type(m.name, m.schema);
+        } else {
+          write_store->put_consumer(m.name, m.position);
+        }
+      }
+      write_store->commit();
+    } catch (...) {
+      write_store->rollback();
+      throw;
+    }
+  } catch (const std::exception& ex) {
+    last_sequence = seq0;
+    last_hash = hash0;
+    last_ts = ts0;
+    origin_sequence = oseq0;
+    ec = make_error_code(errc::transport_error);
+    why = ex.what();
+    spdlog::error("event log '{}': commit of {} events failed: {}", options.path, batch.size(),
+                  why);
+  }
+
+  if (!ec) {
+    committed.store(last_sequence);
+    stat_events += batch.size();
+    if (!batch.empty()) ++stat_batches;
+    if (batch.size() > stat_largest) stat_largest = batch.size();
+  }
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    EmitResult r;
+    if (ec) {
+      r.error = Error(errc::transport_error, "event store: " + why);
+    } else {
+      r.sequence = (*events)[i].sequence;
+      r.id = (*events)[i].id;
+    }
+    batch[i].done(ec, std::move(r));
+  }
+  for (auto& m : misc_ops) {
+    if (m.done) m.done(ec);
+  }
+  if (!ec && !events->empty()) {
+    asio::post(strand, [self = shared_from_this(), events] { self->dispatch(events); });
+  }
+}
+
+void EventLog::Impl::dispatch(const std::shared_ptr<std::vector<Event>>& batch) {
+  std::vector<std::shared_ptr<HandlerEntry>> hs;
+  std::vector<std::shared_ptr<StreamState>> ss;
+  {
+    std::lock_guard lock(listeners_mutex);
+    hs.reserve(handlers.size());
+    for (auto& [id, h] : handlers) hs.push_back(h);
+    for (auto& s : streams) {
+      if (s->live) ss.push_back(s);
+    }
+  }
+  for (const Event& e : *batch) {
+    dispatched = e.sequence;
+    for (auto& h : hs) {
+      if (h->active && (h->type == "*" || h->type == e.type)) call_safely(h->fn, e);
+    }
+    for (auto& s : ss) s->deliver(e);
+  }
+  for (auto& s : ss) save_cursor(*s);
+}
+
+void EventLog::Impl::catch_up(const std::shared_ptr<StreamState>& s) {
+  if (s->closed) return;
+  std::uint64_t upto = dispatched;
+  if (options.read_only) upto = UINT64_MAX;  // no live feed: everything stored now
+  if (s->next > upto) {
+    s->live = true;
+    save_cursor(*s);
+    return;
+  }
+  std::error_code ec;
+  std::size_t n = read(
+      s->next, upto, 1024, [&s](const Event& e) { s->deliver(e); }, ec);
+  if (ec) {
+    spdlog::error("event log '{}': stream read failed; the stream stops", options.path);
+    return;
+  }
+  save_cursor(*s);
+  if (n == 0) {
+    if (options.read_only) return;
+    s->live = true;
+    return;
+  }
+  // One chunk at a time, so a long replay does not starve the strand.
+  asio::post(strand, [self = shared_from_this(), s] { self->catch_up(s); });
+}
+
+std::size_t EventLog::Impl::read(std::uint64_t from, std::uint64_t to, std::size_t max,
+                                 const EventHandler& fn, std::error_code& ec) const {
+  ec.clear();
+  std::lock_guard lock(read_mutex);
+  Event scratch;
+  try {
+    return read_store->read(from, to, max, fn, scratch);
+  } catch (const StoreError& ex) {
+    spdlog::error("{}", ex.what());
+    ec = make_error_code(errc::transport_error);
+    return 0;
+  }
+}
+
+// ---- EventLog ----
+
+EventLog::EventLog(asio::any_io_executor executor, EventLogOptions options)
+    : impl_(std::make_shared<Impl>(std::move(executor), std::move(options))) {
+  Impl& d = *impl_;
+  if (d.options.path.empty()) throw Error(errc::invalid_argument, "event store: no path given");
+  if (d.options.max_batch == 0) d.options.max_batch = 1;
+  try {
+    if (!d.options.read_only) {
+      d.lock = std::make_unique<WriterLock>(d.options.path);
+      d.write_store = std::make_unique<SqliteStore>(d.options.path, SqliteStore::Mode::read_write);
+      auto own = d.write_store->meta("origin");
+      if (!own) {
+        own = events::random_origin();
+        d.write_store->begin();
+        d.write_store->put_meta("origin", *own);
+        d.write_store->commit();
+      }
+      d.origin = d.options.origin.empty() ? *own : d.options.origin;
+      auto head = d.write_store->head();
+      d.last_sequence = head.sequence;
+      d.last_hash = head.hash;
+      d.last_ts = head.timestamp_us;
+      d.origin_sequence = d.write_store->max_origin_sequence(d.origin);
+      d.committed = head.sequence;
+      d.dispatched = head.sequence;
+      for (auto& [name, text] : d.write_store->types()) {
+        d.types[name] = std::make_shared<const Json>(Json::parse(text));
+      }
+    }
+    d.read_store = std::make_unique<SqliteStore>(d.options.path, SqliteStore::Mode::read_only);
+    if (d.options.read_only) {
+      d.origin =
+          d.options.origin.empty() ? d.read_store->meta("origin").value_or("") : d.options.origin;
+      for (auto& [name, text] : d.read_store->types()) {
+        d.types[name] = std::make_shared<const Json>(Json::parse(text));
+      }
+      d.committed = d.read_store->head().sequence;
+      d.dispatched = d.committed;
+    }
+  } catch (const StoreError& ex) {
+    throw Error(errc::invalid_argument, ex.what());
+  } catch (const Json::exception& ex) {
+    throw Error(errc::invalid_argument,
+                "event store '" + d.options.path + "': a stored schema is not JSON: " + ex.what());
+  }
+  if (!d.options.read_only) d.writer = std::thread([&d] { d.writer_loop(); });
+}
+
+EventLog::~EventLog() {
+  close();
+}
+
+void EventLog::close() {
+  Impl& d = *impl_;
+  {
+    std::lock_guard lock(d.queue_mutex);
+    if (d.closed) return;
+    d.closed = true;
+    d.stopping = true;
+  }
+  d.queue_cv.notify_one();
+  if (d.writer.joinable()) d.writer.join();
+  if (d.write_store) {
+    // Everything into the main file, so that a closed store is one file
+    // (unless a reader holds a snapshot; then the WAL stays, which is fine).
+    try {
+      d.write_store->exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    } catch (const StoreError&) {
+    }
+  }
+  d.write_store.reset();
+  d.lock.reset();
+}
+
+void EventLog::declare(const std::string& type, const Json& schema) {
+  Impl& d = *impl_;
+  if (type.empty() || type == "*") {
+    throw Error(errc::invalid_argument, "event type must be a non-empty name other than '*'");
+  }
+  if (!schema.is_object()) {
+    throw Error(errc::invalid_argument,
+                "event type '" + type + "': the schema must be an object of fields");
+  }
+  if (auto err = check_schema_definition(schema)) {
+    throw Error(errc::invalid_argument, "event type '" + type + "': " + *err);
+  }
+  if (d.options.read_only) {
+    throw Error(errc::not_supported, "event store '" + d.options.path + "' is open read-only");
+  }
+  {
+    std::unique_lock lock(d.types_mutex);
+    d.types[type] = std::make_shared<const Json>(schema);
+  }
+  {
+    std::lock_guard lock(d.queue_mutex);
+    if (d.closed) throw Error(errc::closed, "the event log is closed");
+    d.misc.push_back({Impl::MiscOp::Kind::type, type, schema.dump(), 0, {}});
+  }
+  d.queue_cv.notify_one();
+}
+
+std::optional<Json> EventLog::schema(const std::string& type) const {
+  std::shared_lock lock(impl_->types_mutex);
+  auto it = impl_->types.find(type);
+  if (it == impl_->types.end()) return std::nullopt;
+  return *it->second;
+}
+
+std::vector<std::string> EventLog::types() const {
+  std::shared_lock lock(impl_->types_mutex);
+  std::vector<std::string> out;
+  for (auto& [name, s] : impl_->types) out.push_back(name);
+  return out;
+}
+
+void EventLog::start_emit(std::string type, Json payload, EmitDone done) {
+  Impl& d = *impl_;
+  auto fail = [&](errc kind, std::string message) {
+    EmitResult r;
+    r.error = Error(kind, std::move(message));
+    done(make_error_code(kind), std::move(r));
+  };
+  if (d.options.read_only) {
+    return fail(errc::not_supported, "event store '" + d.options.path + "' is open read-only");
+  }
+  std::shared_ptr<const Json> schema;
+  {
+    std::shared_lock lock(d.types_mutex);
+    auto it = d.types.find(type);
+    if (it != d.types.end()) schema = it->second;
+  }
+  if (!schema) return fail(errc::invalid_argument, "event type '" + type + "' is not declared");
+  if (!payload.is_object()) {
+    return fail(
+        errc::invalid_argument,
+        "event '" + type + "': the payload must be a JSON object, got " + payload.type_name());
+  }
+  if (auto err = validate_payload(*schema, payload)) {
+    return fail(errc::payload_validation, "event '" + type + "': " + *err);
+  }
+  std::string text;
+  try {
+    text = payload.dump();
+  } catch (const Json::exception& ex) {  // invalid UTF-8 in a string
+    return fail(errc::payload_validation, "event '" + type + "': " + ex.what());
+  }
+  {
+    std::lock_guard lock(d.queue_mutex);
+    if (d.closed) {
+      // Not under the lock: done posts, but keep the lock short anyway.
+    } else {
+      d.emits.push_back({std::move(type), std::move(text), std::move(done)});
+      d.queue_cv.notify_one();
+      return;
+    }
+  }
+  fail(errc::closed, "the event log is closed");
+}
+
+void EventLog::start_save_consumer(std::string name, std::uint64_t position,
+                                   std::function<void(std::error_code)> done) {
+  Impl& d = *impl_;
+  if (d.options.read_only) return done(make_error_code(errc::not_supported));
+  if (name.empty()) return done(make_error_code(errc::invalid_argument));
+  {
+    std::lock_guard lock(d.queue_mutex);
+    if (!d.closed) {
+      d.misc.push_back(
+          {Impl::MiscOp::Kind::consumer, std::move(name), {}, position, std::move(done)});
+      d.queue_cv.notify_one();
+      return;
+    }
+  }
+  done(make_error_code(errc::closed));
+}
+
+EventLog::HandlerId EventLog::on(const std::string& type, EventHandler handler) {
+  auto entry = std::make_shared<HandlerEntry>();
+  entry->type = type.empty() ? "*" : type;
+  entry->fn = std::move(handler);
+  std::lock_guard lock(impl_->listeners_mutex);
+  HandlerId id = impl_->next_handler_id++;
+  impl_->handlers.emplace(id, std::move(entry));
+  return id;
+}
+
+bool EventLog::off(HandlerId id) {
+  std::lock_guard lock(impl_->listeners_mutex);
+  auto it = impl_->handlers.find(id);
+  if (it == impl_->handlers.end()) return false;
+  it->second->active = false;
+  impl_->handlers.erase(it);
+  return true;
+}
+
+std::shared_ptr<EventStream> EventLog::stream(StreamOptions options, EventHandler handler) {
+  Impl& d = *impl_;
+  auto s = std::make_shared<Impl::Stream>();
+  s->log = impl_;
+  s->fn = std::move(handler);
+  std::uint64_t next = 1;
+  switch (options.from.kind) {
+    case StreamFrom::Kind::beginning:
+      next = 1;
+      break;
+    case StreamFrom::Kind::sequence:
+      next = std::max<std::uint64_t>(options.from.sequence, 1);
+      break;
+    case StreamFrom::Kind::now:
+      next = last_sequence() + 1;
+      break;
+  }
+  if (!options.consumer.empty()) {
+    if (auto pos = consumer_position(options.consumer)) {
+      next = *pos + 1;
+      s->saved = *pos;
+    }
+  }
+  s->next = next;
+  s->options = std::move(options);
+  {
+    std::lock_guard lock(d.listeners_mutex);
+    d.streams.push_back(s);
+  }
+  asio::post(d.strand, [self = impl_, s] { self->catch_up(s); });
+  return s;
+}
+
+std::size_t EventLog::read(std::uint64_t from, std::size_t max, const EventHandler& fn,
+                           std::error_code& ec) const {
+  return impl_->read(from, UINT64_MAX, max, fn, ec);
+}
+
+std::uint64_t EventLog::last_sequence() const {
+  if (!impl_->options.read_only) return impl_->committed.load();
+  std::lock_guard lock(impl_->read_mutex);
+  try {
+    return impl_->read_store->head().sequence;
+  } catch (const StoreError&) {
+    return 0;
+  }
+}
+
+std::optional<std::uint64_t> EventLog::consumer_position(const std::string& name) const {
+  std::lock_guard lock(impl_->read_mutex);
+  try {
+    return impl_->read_store->consumer(name);
+  } catch (const StoreError& ex) {
+    spdlog::error("{}", ex.what());
+    return std::nullopt;
+  }
+}
+
+VerifyResult EventLog::verify() const {
+  VerifyResult r;
+  std::optional<SqliteStore> store;
+  try {
+    store.emplace(impl_->options.path, SqliteStore::Mode::read_only);
+  } catch (const StoreError& ex) {
+    r.ok = false;
+    r.first_bad = 1;
+    r.reason = ex.what();
+    return r;
+  }
+  EventHash prev{};
+  std::uint64_t expect = 1;
+  Event scratch;
+  auto bad = [&](std::uint64_t seq, std::string why) {
+    if (!r.ok) return;
+    r.ok = false;
+    r.first_bad = seq;
+    r.reason = std::move(why);
+  };
+  try {
+    for (;;) {
+      std::size_t n = store->read(
+          expect, UINT64_MAX, 65536,
+          [&](const Event& e) {
+            if (!r.ok) return;
+            if (e.sequence != expect) {
+              return bad(expect, "event " + std::to_string(expect) + " is missing (next is " +
+                                     std::to_string(e.sequence) + ")");
+            }
+            if (e.prev_hash != prev) {
+              return bad(e.sequence, "its prev_hash is not the hash of event " +
+                                         std::to_string(e.sequence - 1));
+            }
+            if (events::event_hash(e) != e.hash) {
+              return bad(e.sequence, "its hash does not match its contents");
+            }
+            if (events::event_id(e.origin, e.origin_sequence) != e.id) {
+              return bad(e.sequence, "its id does not match its origin and origin_sequence");
+            }
+            prev = e.hash;
+            r.head = e.hash;
+            ++r.events;
+            ++expect;
+          },
+          scratch);
+      if (n == 0 || !r.ok) break;
+    }
+  } catch (const StoreError& ex) {
+    bad(expect, ex.what());
+  }
+  return r;
+}
+
+const std::string& EventLog::origin() const {
+  return impl_->origin;
+}
+const std::string& EventLog::path() const {
+  return impl_->options.path;
+}
+EventLogStats EventLog::stats() const {
+  return {impl_->stat_events.load(), impl_->stat_batches.load(), impl_->stat_largest.load()};
+}
+asio::any_io_executor EventLog::executor() const {
+  return impl_->strand;
+}
+
+}  // namespace switchboard

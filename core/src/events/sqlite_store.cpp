@@ -1,0 +1,288 @@
+#include "sqlite_store.hpp"
+
+#include <sqlite3.h>
+
+#include <cstring>
+
+namespace switchboard::events {
+namespace {
+
+constexpr const char* kFormat = "switchboard-events";
+constexpr const char* kVersion = "1";
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events(
+  seq INTEGER PRIMARY KEY,
+  id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  origin TEXT NOT NULL,
+  origin_seq INTEGER NOT NULL,
+  ts INTEGER NOT NULL,
+  payload TEXT NOT NULL,
+  prev_hash BLOB NOT NULL,
+  hash BLOB NOT NULL,
+  UNIQUE(origin, origin_seq));
+CREATE TABLE IF NOT EXISTS types(name TEXT PRIMARY KEY, schema TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS consumers(name TEXT PRIMARY KEY, position INTEGER NOT NULL);
+)sql";
+
+void copy_hash(sqlite3_stmt* s, int col, EventHash& out) {
+  out.fill(0);
+  const void* p = sqlite3_column_blob(s, col);
+  int n = sqlite3_column_bytes(s, col);
+  if (p) std::memcpy(out.data(), p, std::min<std::size_t>(static_cast<std::size_t>(n), out.size()));
+}
+
+void assign_text(sqlite3_stmt* s, int col, std::string& out) {
+  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, col));
+  out.assign(p ? p : "", static_cast<std::size_t>(sqlite3_column_bytes(s, col)));
+}
+
+}  // namespace
+
+Statement::Statement(sqlite3* db, const char* sql) : db_(db) {
+  if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) != SQLITE_OK) {
+    throw StoreError(std::string("prepare: ") + sqlite3_errmsg(db));
+  }
+}
+
+Statement::~Statement() {
+  sqlite3_finalize(stmt_);
+}
+
+Statement& Statement::operator=(Statement&& o) noexcept {
+  if (this != &o) {
+    sqlite3_finalize(stmt_);
+    db_ = o.db_;
+    stmt_ = o.stmt_;
+    o.stmt_ = nullptr;
+  }
+  return *this;
+}
+
+SqliteStore::SqliteStore(const std::string& path, Mode mode) : path_(path) {
+  int flags =
+      mode == Mode::read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  flags |= SQLITE_OPEN_NOMUTEX;  // one thread at a time, by contract
+  if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
+    std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw StoreError("cannot open event store '" + path + "': " + why);
+  }
+  try {
+    sqlite3_busy_timeout(db_, 5000);
+    if (mode == Mode::read_write) {
+      // WAL + FULL: a commit is durable when COMMIT returns (the WAL is
+      // fsynced); a torn tail of the WAL fails its checksum and is dropped on
+      // recovery. A larger checkpoint interval keeps the extra fsyncs of
+      // checkpoints rare.
+      exec("PRAGMA journal_mode=WAL");
+      exec("PRAGMA synchronous=FULL");
+      exec("PRAGMA wal_autocheckpoint=8192");
+      exec("PRAGMA journal_size_limit=67108864");
+      exec("PRAGMA cache_size=-16384");
+      exec(kSchema);
+      auto format = meta("format");
+      if (!format) {
+        begin();
+        put_meta("format", kFormat);
+        put_meta("version", kVersion);
+        commit();
+      } else if (*format != kFormat) {
+        fail("not an event store (meta.format is '" + *format + "')");
+      }
+    } else {
+      auto format = meta("format");
+      if (!format || *format != kFormat) fail("not an event store");
+    }
+    read_ = Statement(db_,
+                      "SELECT seq, id, type, origin, origin_seq, ts, payload, prev_hash, hash "
+                      "FROM events WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?");
+    if (mode == Mode::read_write) {
+      insert_ = Statement(db_,
+                          "INSERT INTO events(seq, id, type, origin, origin_seq, ts, payload, "
+                          "prev_hash, hash) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      put_consumer_ = Statement(db_,
+                                "INSERT INTO consumers(name, position) VALUES(?, ?) "
+                                "ON CONFLICT(name) DO UPDATE SET position = excluded.position");
+    }
+  } catch (...) {
+    insert_ = Statement();
+    read_ = Statement();
+    put_consumer_ = Statement();
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw;
+  }
+}
+
+SqliteStore::~SqliteStore() {
+  insert_ = Statement();
+  read_ = Statement();
+  put_consumer_ = Statement();
+  sqlite3_close(db_);
+}
+
+void SqliteStore::fail(const std::string& what) const {
+  throw StoreError("event store '" + path_ + "': " + what);
+}
+
+void SqliteStore::exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string why = err ? err : sqlite3_errmsg(db_);
+    sqlite3_free(err);
+    fail(why);
+  }
+}
+
+SqliteStore::Head SqliteStore::head() {
+  Statement s(db_, "SELECT seq, hash, ts FROM events ORDER BY seq DESC LIMIT 1");
+  Head h;
+  int rc = sqlite3_step(s.get());
+  if (rc == SQLITE_ROW) {
+    h.sequence = static_cast<std::uint64_t>(sqlite3_column_int64(s.get(), 0));
+    copy_hash(s.get(), 1, h.hash);
+    h.timestamp_us = sqlite3_column_int64(s.get(), 2);
+  } else if (rc != SQLITE_DONE) {
+    fail(sqlite3_errmsg(db_));
+  }
+  return h;
+}
+
+std::uint64_t SqliteStore::max_origin_sequence(const std::string& origin) {
+  Statement s(db_, "SELECT MAX(origin_seq) FROM events WHERE origin = ?");
+  sqlite3_bind_text(s.get(), 1, origin.data(), static_cast<int>(origin.size()), SQLITE_STATIC);
+  if (sqlite3_step(s.get()) != SQLITE_ROW) fail(sqlite3_errmsg(db_));
+  return static_cast<std::uint64_t>(sqlite3_column_int64(s.get(), 0));
+}
+
+std::optional<std::string> SqliteStore::meta(const std::string& key) {
+  Statement s(db_, "SELECT value FROM meta WHERE key = ?");
+  sqlite3_bind_text(s.get(), 1, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
+  int rc = sqlite3_step(s.get());
+  if (rc == SQLITE_DONE) return std::nullopt;
+  if (rc != SQLITE_ROW) fail(sqlite3_errmsg(db_));
+  std::string out;
+  assign_text(s.get(), 0, out);
+  return out;
+}
+
+std::map<std::string, std::string> SqliteStore::types() {
+  Statement s(db_, "SELECT name, schema FROM types");
+  std::map<std::string, std::string> out;
+  int rc;
+  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+    std::string name, schema;
+    assign_text(s.get(), 0, name);
+    assign_text(s.get(), 1, schema);
+    out.emplace(std::move(name), std::move(schema));
+  }
+  if (rc != SQLITE_DONE) fail(sqlite3_errmsg(db_));
+  return out;
+}
+
+std::optional<std::uint64_t> SqliteStore::consumer(const std::string& name) {
+  Statement s(db_, "SELECT position FROM consumers WHERE name = ?");
+  sqlite3_bind_text(s.get(), 1, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
+  int rc = sqlite3_step(s.get());
+  if (rc == SQLITE_DONE) return std::nullopt;
+  if (rc != SQLITE_ROW) fail(sqlite3_errmsg(db_));
+  return static_cast<std::uint64_t>(sqlite3_column_int64(s.get(), 0));
+}
+
+void SqliteStore::begin() {
+  exec("BEGIN IMMEDIATE");
+}
+
+void SqliteStore::commit() {
+  exec("COMMIT");
+}
+
+void SqliteStore::rollback() noexcept {
+  sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+}
+
+void SqliteStore::insert(const Event& e) {
+  sqlite3_stmt* s = insert_.get();
+  auto text = [s](int i, const std::string& v) {
+    sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+  };
+  sqlite3_bind_int64(s, 1, static_cast<sqlite3_int64>(e.sequence));
+  text(2, e.id);
+  text(3, e.type);
+  text(4, e.origin);
+  sqlite3_bind_int64(s, 5, static_cast<sqlite3_int64>(e.origin_sequence));
+  sqlite3_bind_int64(s, 6, e.timestamp_us);
+  text(7, e.payload_json);
+  sqlite3_bind_blob(s, 8, e.prev_hash.data(), static_cast<int>(e.prev_hash.size()), SQLITE_STATIC);
+  sqlite3_bind_blob(s, 9, e.hash.data(), static_cast<int>(e.hash.size()), SQLITE_STATIC);
+  int rc = sqlite3_step(s);
+  sqlite3_reset(s);
+  if (rc != SQLITE_DONE)
+    fail("insert of event " + std::to_string(e.sequence) + ": " + sqlite3_errmsg(db_));
+}
+
+void SqliteStore::put_meta(const std::string& key, const std::string& value) {
+  Statement s(db_,
+              "INSERT INTO meta(key, value) VALUES(?, ?) "
+              "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+  sqlite3_bind_text(s.get(), 1, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
+  sqlite3_bind_text(s.get(), 2, value.data(), static_cast<int>(value.size()), SQLITE_STATIC);
+  if (sqlite3_step(s.get()) != SQLITE_DONE) fail(sqlite3_errmsg(db_));
+}
+
+void SqliteStore::put_type(const std::string& name, const std::string& schema) {
+  Statement s(db_,
+              "INSERT INTO types(name, schema) VALUES(?, ?) "
+              "ON CONFLICT(name) DO UPDATE SET schema = excluded.schema");
+  sqlite3_bind_text(s.get(), 1, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
+  sqlite3_bind_text(s.get(), 2, schema.data(), static_cast<int>(schema.size()), SQLITE_STATIC);
+  if (sqlite3_step(s.get()) != SQLITE_DONE) fail(sqlite3_errmsg(db_));
+}
+
+void SqliteStore::put_consumer(const std::string& name, std::uint64_t position) {
+  sqlite3_stmt* s = put_consumer_.get();
+  sqlite3_bind_text(s, 1, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
+  sqlite3_bind_int64(s, 2, static_cast<sqlite3_int64>(position));
+  int rc = sqlite3_step(s);
+  sqlite3_reset(s);
+  if (rc != SQLITE_DONE) fail(sqlite3_errmsg(db_));
+}
+
+std::size_t SqliteStore::read(std::uint64_t from, std::uint64_t to, std::size_t max,
+                              const std::function<void(const Event&)>& fn, Event& e) {
+  sqlite3_stmt* s = read_.get();
+  auto clamp = [](std::uint64_t v) {
+    return static_cast<sqlite3_int64>(std::min<std::uint64_t>(v, INT64_MAX));
+  };
+  sqlite3_bind_int64(s, 1, clamp(from));
+  sqlite3_bind_int64(s, 2, clamp(to));
+  sqlite3_bind_int64(s, 3, clamp(max));
+  std::size_t n = 0;
+  int rc;
+  // Reset even when fn throws, so the read snapshot is released.
+  struct Reset {
+    sqlite3_stmt* s;
+    ~Reset() { sqlite3_reset(s); }
+  } reset{s};
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    e.sequence = static_cast<std::uint64_t>(sqlite3_column_int64(s, 0));
+    assign_text(s, 1, e.id);
+    assign_text(s, 2, e.type);
+    assign_text(s, 3, e.origin);
+    e.origin_sequence = static_cast<std::uint64_t>(sqlite3_column_int64(s, 4));
+    e.timestamp_us = sqlite3_column_int64(s, 5);
+    assign_text(s, 6, e.payload_json);
+    copy_hash(s, 7, e.prev_hash);
+    copy_hash(s, 8, e.hash);
+    ++n;
+    fn(e);
+  }
+  if (rc != SQLITE_DONE) fail(sqlite3_errmsg(db_));
+  return n;
+}
+
+}  // namespace switchboard::events

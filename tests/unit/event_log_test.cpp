@@ -1,0 +1,433 @@
+// The event log: schemas, emit, live handlers, streams, named consumers,
+// tamper detection and group commit, on a store in a fresh temp directory.
+#include "switchboard/event_log.hpp"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "support/test_support.hpp"
+
+namespace switchboard {
+namespace {
+
+namespace fs = std::filesystem;
+using test::run_until;
+
+class EventLogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("sb-events-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    path_ = (dir_ / "events.db").string();
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::unique_ptr<EventLog> open(EventLogOptions o = {}) {
+    o.path = path_;
+    return std::make_unique<EventLog>(io_.get_executor(), o);
+  }
+
+  struct Emitted {
+    bool done = false;
+    std::error_code ec;
+    EmitResult r;
+  };
+  Emitted emit(EventLog& log, const std::string& type, Json payload) {
+    auto out = std::make_shared<Emitted>();
+    log.emit(type, std::move(payload), [out](std::error_code ec, EmitResult r) {
+      out->done = true;
+      out->ec = ec;
+      out->r = std::move(r);
+    });
+    EXPECT_TRUE(run_until(io_, [&] { return out->done; }));
+    return *out;
+  }
+  // Emits n events at once (one group commit or a few) and waits for all.
+  void emit_many(EventLog& log, int first, int last,
+                 const std::function<std::pair<std::string, Json>(int)>& make) {
+    int done = 0, failed = 0;
+    for (int i = first; i <= last; ++i) {
+      auto [type, payload] = make(i);
+      log.emit(type, payload, [&](std::error_code ec, EmitResult) {
+        ++done;
+        if (ec) ++failed;
+      });
+    }
+    ASSERT_TRUE(run_until(io_, [&] { return done == last - first + 1; }));
+    EXPECT_EQ(failed, 0);
+  }
+  // Runs the io_context a little, for deliveries that should (not) happen.
+  void settle() {
+    io_.restart();
+    io_.run_for(std::chrono::milliseconds(50));
+  }
+
+  asio::io_context io_;
+  fs::path dir_;
+  std::string path_;
+};
+
+StreamOptions opts(StreamFrom from, std::string type = {}, std::string consumer = {}) {
+  StreamOptions o;
+  o.from = from;
+  o.type = std::move(type);
+  o.consumer = std::move(consumer);
+  return o;
+}
+
+const Json kOrderSchema = {{"amount", {{"type", "number"}, {"required", true}}},
+                           {"sku", {{"type", "string"}, {"minLength", 1}}}};
+
+TEST_F(EventLogTest, DeclareRefusesABadSchema) {
+  auto log = open();
+  try {
+    log->declare("order.created", {{"amount", {{"type", "money"}}}});
+    FAIL() << "declare accepted an unknown type";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), errc::invalid_argument);
+    EXPECT_NE(e.message().find("amount"), std::string::npos) << e.message();
+  }
+  EXPECT_THROW(log->declare("", Json::object()), Error);
+  EXPECT_THROW(log->declare("t", Json::array()), Error);
+}
+
+TEST_F(EventLogTest, EmitThatDoesNotFitTheSchemaFailsNamingTheField) {
+  auto log = open();
+  log->declare("order.created", kOrderSchema);
+
+  auto wrong = emit(*log, "order.created", {{"amount", "ten"}});
+  EXPECT_EQ(wrong.ec, errc::payload_validation);
+  ASSERT_TRUE(wrong.r.error);
+  EXPECT_EQ(wrong.r.error->name(), "PayloadValidationError");
+  EXPECT_NE(wrong.r.error->message().find("amount: expected"), std::string::npos)
+      << wrong.r.error->message();
+
+  auto missing = emit(*log, "order.created", {{"sku", "a"}});
+  EXPECT_EQ(missing.ec, errc::payload_validation);
+  EXPECT_NE(missing.r.error->message().find("amount: is required"), std::string::npos);
+
+  auto short_sku = emit(*log, "order.created", {{"amount", 1}, {"sku", ""}});
+  EXPECT_EQ(short_sku.ec, errc::payload_validation);
+  EXPECT_NE(short_sku.r.error->message().find("sku"), std::string::npos);
+
+  auto undeclared = emit(*log, "order.deleted", {{"id", 1}});
+  EXPECT_EQ(undeclared.ec, errc::invalid_argument);
+  EXPECT_NE(undeclared.r.error->message().find("not declared"), std::string::npos);
+
+  auto not_object = emit(*log, "order.created", 5);
+  EXPECT_EQ(not_object.ec, errc::invalid_argument);
+
+  EXPECT_EQ(log->last_sequence(), 0u);  // nothing was stored
+}
+
+TEST_F(EventLogTest, EmitCompletesWithSequenceAndIdOnceStored) {
+  auto log = open();
+  log->declare("order.created", kOrderSchema);
+  std::set<std::string> ids;
+  for (int i = 1; i <= 3; ++i) {
+    auto e = emit(*log, "order.created", {{"amount", i * 10}, {"sku", "s" + std::to_string(i)}});
+    ASSERT_FALSE(e.ec) << e.ec.message();
+    EXPECT_EQ(e.r.sequence, static_cast<std::uint64_t>(i));
+    EXPECT_EQ(e.r.id.size(), 32u);
+    ids.insert(e.r.id);
+  }
+  EXPECT_EQ(ids.size(), 3u);
+  EXPECT_EQ(log->last_sequence(), 3u);
+
+  std::vector<Event> read;
+  std::error_code ec;
+  EXPECT_EQ(log->read(
+                1, 100, [&](const Event& e) { read.push_back(e); }, ec),
+            3u);
+  ASSERT_FALSE(ec);
+  ASSERT_EQ(read.size(), 3u);
+  EventHash prev{};
+  for (std::size_t i = 0; i < read.size(); ++i) {
+    const Event& e = read[i];
+    EXPECT_EQ(e.sequence, i + 1);
+    EXPECT_EQ(e.type, "order.created");
+    EXPECT_EQ(e.origin, log->origin());
+    EXPECT_EQ(e.origin_sequence, i + 1);
+    EXPECT_GT(e.timestamp_us, 1600000000000000);
+    EXPECT_EQ(e.payload()["amount"], static_cast<int>((i + 1) * 10));
+    EXPECT_EQ(e.prev_hash, prev);
+    EXPECT_TRUE(ids.count(e.id));
+    prev = e.hash;
+  }
+  auto v = log->verify();
+  EXPECT_TRUE(v.ok) << v.reason;
+  EXPECT_EQ(v.events, 3u);
+  EXPECT_EQ(v.head, read.back().hash);
+}
+
+TEST_F(EventLogTest, OnDeliversNewEventsOfItsTypeUntilOff) {
+  auto log = open();
+  log->declare("a", Json::object());
+  log->declare("b", Json::object());
+  std::vector<std::uint64_t> as, all;
+  auto id = log->on("a", [&](const Event& e) { as.push_back(e.sequence); });
+  log->on("*", [&](const Event& e) { all.push_back(e.sequence); });
+  emit(*log, "a", {{"n", 1}});
+  emit(*log, "b", {{"n", 2}});
+  ASSERT_TRUE(run_until(io_, [&] { return all.size() == 2; }));
+  EXPECT_EQ(as, std::vector<std::uint64_t>{1});
+  EXPECT_TRUE(log->off(id));
+  EXPECT_FALSE(log->off(id));
+  emit(*log, "a", {{"n", 3}});
+  ASSERT_TRUE(run_until(io_, [&] { return all.size() == 3; }));
+  settle();
+  EXPECT_EQ(as, std::vector<std::uint64_t>{1});
+}
+
+TEST_F(EventLogTest, StreamsFromBeginningFromASequenceAndFromNow) {
+  auto log = open();
+  log->declare("t", Json::object());
+  for (int i = 1; i <= 5; ++i) emit(*log, "t", {{"n", i}});
+
+  std::vector<std::uint64_t> from_start, from_3, from_now;
+  auto s1 = log->stream(opts(StreamFrom::beginning()),
+                        [&](const Event& e) { from_start.push_back(e.sequence); });
+  auto s2 =
+      log->stream(opts(StreamFrom::at(3)), [&](const Event& e) { from_3.push_back(e.sequence); });
+  auto s3 =
+      log->stream(opts(StreamFrom::now()), [&](const Event& e) { from_now.push_back(e.sequence); });
+  ASSERT_TRUE(run_until(io_, [&] { return from_start.size() == 5 && from_3.size() == 3; }));
+  emit(*log, "t", {{"n", 6}});
+  ASSERT_TRUE(run_until(io_, [&] { return from_now.size() == 1 && from_start.size() == 6; }));
+  settle();
+  EXPECT_EQ(from_start, (std::vector<std::uint64_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(from_3, (std::vector<std::uint64_t>{3, 4, 5, 6}));
+  EXPECT_EQ(from_now, (std::vector<std::uint64_t>{6}));
+
+  s1->close();
+  emit(*log, "t", {{"n", 7}});
+  ASSERT_TRUE(run_until(io_, [&] { return from_now.size() == 2; }));
+  settle();
+  EXPECT_EQ(from_start.size(), 6u);
+  EXPECT_EQ(s2->position(), 7u);
+}
+
+TEST_F(EventLogTest, StreamFiltersByTypeAndCatchesUpWhileEmitsContinue) {
+  auto log = open();
+  log->declare("a", Json::object());
+  log->declare("b", Json::object());
+  emit_many(*log, 1, 3000, [](int i) {
+    return std::pair{std::string(i % 2 ? "a" : "b"), Json{{"n", i}}};
+  });
+  std::vector<std::uint64_t> seen;
+  auto s = log->stream(opts(StreamFrom::beginning(), "a"),
+                       [&](const Event& e) { seen.push_back(e.sequence); });
+  // Emits racing the replay: every event exactly once, in order.
+  int done = 0;
+  for (int i = 3001; i <= 3200; ++i) {
+    log->emit(i % 2 ? "a" : "b", {{"n", i}}, [&](std::error_code, EmitResult) { ++done; });
+  }
+  ASSERT_TRUE(run_until(io_, [&] { return done == 200 && s->position() == 3200; }));
+  ASSERT_EQ(seen.size(), 1600u);
+  for (std::size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i], 2 * i + 1);
+}
+
+TEST_F(EventLogTest, NamedConsumerResumesAfterReopen) {
+  {
+    auto log = open();
+    log->declare("t", Json::object());
+    for (int i = 1; i <= 5; ++i) emit(*log, "t", {{"n", i}});
+    std::vector<std::uint64_t> seen;
+    auto o = opts(StreamFrom::beginning(), "", "projector");
+    auto s = log->stream(o, [&](const Event& e) { seen.push_back(e.sequence); });
+    ASSERT_TRUE(run_until(io_, [&] { return seen.size() == 5; }));
+    settle();
+    log->close();  // the queued cursor is written before the writer stops
+  }
+  {
+    auto log = open();
+    EXPECT_EQ(log->consumer_position("projector"), 5u);
+    EXPECT_EQ(log->schema("t"), Json::object());  // declarations are stored too
+    for (int i = 6; i <= 8; ++i) emit(*log, "t", {{"n", i}});
+    std::vector<std::uint64_t> seen;
+    auto o = opts(StreamFrom::beginning(), "", "projector");  // the stored cursor wins
+    auto s = log->stream(o, [&](const Event& e) { seen.push_back(e.sequence); });
+    ASSERT_TRUE(run_until(io_, [&] { return seen.size() == 3; }));
+    settle();
+    EXPECT_EQ(seen, (std::vector<std::uint64_t>{6, 7, 8}));
+    EXPECT_FALSE(log->consumer_position("nobody"));
+  }
+}
+
+TEST_F(EventLogTest, SaveConsumerIsDurable) {
+  auto log = open();
+  std::error_code result = make_error_code(errc::timeout);
+  bool done = false;
+  log->save_consumer("export", 42, [&](std::error_code ec) {
+    result = ec;
+    done = true;
+  });
+  ASSERT_TRUE(run_until(io_, [&] { return done; }));
+  EXPECT_FALSE(result);
+  EXPECT_EQ(log->consumer_position("export"), 42u);
+}
+
+TEST_F(EventLogTest, ReopenContinuesTheChain) {
+  std::string origin;
+  {
+    auto log = open();
+    log->declare("t", Json::object());
+    for (int i = 1; i <= 3; ++i) emit(*log, "t", {{"n", i}});
+    origin = log->origin();
+  }
+  auto log = open();
+  EXPECT_EQ(log->origin(), origin);
+  auto e = emit(*log, "t", {{"n", 4}});
+  EXPECT_EQ(e.r.sequence, 4u);
+  auto v = log->verify();
+  EXPECT_TRUE(v.ok) << v.reason;
+  EXPECT_EQ(v.events, 4u);
+}
+
+TEST_F(EventLogTest, TamperingWithTheFileIsFoundAtItsSequence) {
+  {
+    auto log = open();
+    log->declare("t", Json::object());
+    for (int i = 1; i <= 10; ++i) emit(*log, "t", {{"marker", "value-" + std::to_string(i) + "!"}});
+    ASSERT_TRUE(log->verify().ok);
+  }
+  // The last connection closed: SQLite checkpointed the WAL into the file.
+  // Change one byte of event 7's payload in the raw file.
+  std::string bytes;
+  {
+    std::ifstream in(path_, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    bytes = ss.str();
+  }
+  auto at = bytes.find("value-7!");
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 6] = '8';
+  {
+    std::ofstream out(path_, std::ios::binary | std::ios::trunc);
+    out << bytes;
+  }
+  auto log = open();
+  auto v = log->verify();
+  EXPECT_FALSE(v.ok);
+  EXPECT_EQ(v.first_bad, 7u);
+  EXPECT_EQ(v.events, 6u);
+  EXPECT_NE(v.reason.find("hash does not match"), std::string::npos) << v.reason;
+}
+
+TEST_F(EventLogTest, EditsThroughSqliteAreFound) {
+  {
+    auto log = open();
+    log->declare("t", Json::object());
+    for (int i = 1; i <= 10; ++i) emit(*log, "t", {{"n", i}});
+  }
+  auto sql = [&](const char* statement) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, statement, nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  };
+  // A removed event: a gap.
+  sql("DELETE FROM events WHERE seq = 9");
+  {
+    auto log = open();
+    auto v = log->verify();
+    EXPECT_FALSE(v.ok);
+    EXPECT_EQ(v.first_bad, 9u);
+    EXPECT_NE(v.reason.find("missing"), std::string::npos) << v.reason;
+  }
+  // A payload rewritten with its hash recomputed by the forger would still
+  // break the next event's link; a plain rewrite breaks its own hash.
+  sql("UPDATE events SET payload = '{\"n\":300}' WHERE seq = 3");
+  {
+    auto log = open();
+    auto v = log->verify();
+    EXPECT_EQ(v.first_bad, 3u);
+  }
+  sql("UPDATE events SET hash = prev_hash WHERE seq = 2");
+  {
+    auto log = open();
+    auto v = log->verify();
+    EXPECT_EQ(v.first_bad, 2u);
+  }
+}
+
+TEST_F(EventLogTest, ConcurrentEmitsAreGroupCommitted) {
+  auto log = open();
+  log->declare("t", {{"n", {{"type", "integer"}}}});
+  constexpr int kEmits = 2000;
+  std::set<std::uint64_t> sequences;
+  int errors = 0;
+  // From two threads at once, all in flight together.
+  std::vector<std::thread> threads;
+  std::mutex m;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEmits / 2; ++i) {
+        log->emit("t", {{"n", t * kEmits + i}}, [&](std::error_code ec, EmitResult r) {
+          std::lock_guard lock(m);
+          if (ec) ++errors;
+          sequences.insert(r.sequence);
+        });
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_TRUE(run_until(io_, [&] {
+    std::lock_guard lock(m);
+    return sequences.size() + errors == static_cast<std::size_t>(kEmits);
+  }));
+  EXPECT_EQ(errors, 0);
+  EXPECT_EQ(*sequences.begin(), 1u);
+  EXPECT_EQ(*sequences.rbegin(), static_cast<std::uint64_t>(kEmits));
+  auto stats = log->stats();
+  EXPECT_EQ(stats.events, static_cast<std::uint64_t>(kEmits));
+  EXPECT_LT(stats.batches, static_cast<std::uint64_t>(kEmits) / 4) << "batches: " << stats.batches;
+  EXPECT_GT(stats.largest_batch, 1u);
+  EXPECT_TRUE(log->verify().ok);
+}
+
+TEST_F(EventLogTest, OneWriterPerStoreAndReadersBeside) {
+  auto log = open();
+  log->declare("t", Json::object());
+  emit(*log, "t", {{"n", 1}});
+  EXPECT_THROW(open(), Error);
+
+  EventLogOptions ro;
+  ro.read_only = true;
+  auto reader = open(ro);
+  EXPECT_EQ(reader->last_sequence(), 1u);
+  EXPECT_EQ(reader->origin(), log->origin());
+  auto e = emit(*reader, "t", {{"n", 2}});
+  EXPECT_EQ(e.ec, errc::not_supported);
+  EXPECT_TRUE(reader->verify().ok);
+}
+
+TEST_F(EventLogTest, EmitAfterCloseFails) {
+  auto log = open();
+  log->declare("t", Json::object());
+  log->close();
+  auto e = emit(*log, "t", {{"n", 1}});
+  EXPECT_EQ(e.ec, errc::closed);
+}
+
+TEST_F(EventLogTest, NotAnEventStoreIsRefused) {
+  {
+    std::ofstream out(path_);
+    out << "this is not a database, just some text that is long enough to look like a header";
+  }
+  EXPECT_THROW(open(), Error);
+}
+
+}  // namespace
+}  // namespace switchboard
