@@ -87,6 +87,13 @@ TEST(JsonReader, ReadsWhatNlohmannReads) {
   for (const auto& t : texts) EXPECT_EQ(read_ok(t), Json::parse(t)) << t;
 }
 
+TEST(JsonReader, NumbersBeyondADoubleAreRefusedNotThrown) {
+  Json out;
+  std::string error;
+  EXPECT_FALSE(json_codec::read(R"({"a":1e400})", out, error));
+  EXPECT_NE(error.find("number overflow"), std::string::npos) << error;
+}
+
 TEST(JsonReader, RefusesMalformedTextWithNlohmannsMessage) {
   for (const std::string text : {"{", "{\"a\":}", "[1,]", "nul", "{\"a\":1} x", "\"\xff\""}) {
     Json out;
