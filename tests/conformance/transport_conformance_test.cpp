@@ -17,7 +17,8 @@
 namespace switchboard {
 namespace {
 
-// "nats://auto" starts a nats-server of the suite's own for the run.
+// "nats://auto" starts a nats-server of the suite's own for the run;
+// "tcp://auto" picks a free port (see transport_url()).
 std::unique_ptr<test::NatsServer> g_nats;
 
 std::string transport_url() {
@@ -26,6 +27,13 @@ std::string transport_url() {
   if (url == "nats://auto") {
     if (!g_nats) g_nats = std::make_unique<test::NatsServer>();
     return g_nats->url();
+  }
+  // "tcp://auto": a free loopback port for the run. The first transport a
+  // test opens listens there; the others find it taken and join it.
+  if (url == "tcp://auto") {
+    static const std::string picked =
+        "tcp://127.0.0.1:" + std::to_string(test::free_loopback_port());
+    return picked;
   }
   return url;
 }
