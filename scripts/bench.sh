@@ -3,7 +3,7 @@
 # timed test: it prints numbers and fails only when a benchmark is wrong
 # (the two sides answer differently), not when it is slow.
 #
-#   scripts/bench.sh [router|nats|codec|events] (no argument: all, one after the other)
+#   scripts/bench.sh [router|nats|mesh|codec|events] (no argument: all, one after the other)
 #
 # Router: builds bench/router_bench.cpp in Release, writes the pattern sets
 # and lookups, replays them through Switchboard's PatternRouter (Google
@@ -436,19 +436,122 @@ print(f"goal replay >= 1,000,000 events/s: {ok(replay >= 1000000)} ({replay:,.0f
 PY
 }
 
+# ---- Mesh act: tcp_peer and websocket against raw TCP --------------------------
+#
+# The brokerless act round trip: bench/nats/switchboard_nats_bench's service
+# and client (an App each, as over NATS) on a tcp:// URL (the service
+# listens, the client joins it) and on a ws:// URL (the service is the hub,
+# the client connects), against bench/mesh/raw_tcp_bench: a raw loopback
+# ping-pong with the act's message sizes. Same phases and report as NATS.
+mesh_service_pid=""
+mesh_cleanup() {
+  [[ -z $mesh_service_pid ]] || stop_pid "$mesh_service_pid"
+}
+
+bench_mesh() {
+  local targets=(switchboard_nats_bench raw_tcp_bench switchboard_plugin_tcp_peer)
+  local sides=(raw tcp_peer)
+  if [[ -d $root/transports/websocket ]]; then
+    targets+=(switchboard_plugin_websocket)
+    sides+=(websocket)
+  fi
+  build_target "${targets[@]}"
+  local bin=$build/bin
+  local data=$build/bench-data/mesh
+  local mesh_repeats=${BENCH_REPEATS:-5}
+  local seconds=${BENCH_NATS_SECONDS:-2}
+  rm -rf "$data"
+  mkdir -p "$data"
+  trap mesh_cleanup EXIT
+
+  local r k side port url
+  for ((r = 1; r <= mesh_repeats; r++)); do
+    for ((k = 0; k < ${#sides[@]}; k++)); do
+      side=${sides[$(((k + r - 1) % ${#sides[@]}))]}
+      log "mesh run $r/$mesh_repeats: $side"
+      local out=$data/${side}_run$r
+      port=$(free_port)
+      case $side in
+        raw)
+          url=tcp://127.0.0.1:$port
+          "$bin/raw_tcp_bench" service --port="$port" --reply-size=290 >"$out.service.log" 2>&1 &
+          ;;
+        tcp_peer)
+          url=tcp://127.0.0.1:$port
+          "$bin/switchboard_nats_bench" service --url="$url" >"$out.service.log" 2>&1 &
+          ;;
+        websocket)
+          url=ws://127.0.0.1:$port
+          "$bin/switchboard_nats_bench" service --url="$url" >"$out.service.log" 2>&1 &
+          ;;
+      esac
+      mesh_service_pid=$!
+      wait_for_line "$out.service.log" ready 15 "$mesh_service_pid" || {
+        cat "$out.service.log" >&2
+        die "the $side service did not start"
+      }
+      local args=(--url="$url" --seconds="$seconds" --warmup=0.5 --inflight=256
+        --pids=service:$mesh_service_pid)
+      case $side in
+        raw) "$bin/raw_tcp_bench" client "${args[@]}" --size=330 --reply-size=290 ;;
+        *) "$bin/switchboard_nats_bench" client "${args[@]}" ;;
+      esac >"$out.json" 2>"$out.client.log" || {
+        cat "$out.client.log" >&2
+        die "the $side client failed"
+      }
+      stop_pid "$mesh_service_pid"
+      mesh_service_pid=""
+    done
+  done
+
+  python3 - "$data" "$mesh_repeats" "${sides[@]}" <<'PY'
+import json, statistics, sys
+from pathlib import Path
+
+data, repeats, sides = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+runs = {s: [json.loads((data / f"{s}_run{r}.json").read_text()) for r in range(1, repeats + 1)]
+        for s in sides}
+med = lambda s, f: statistics.median(f(x) for x in runs[s])
+p50 = {s: med(s, lambda x: x["one"]["p50_us"]) for s in sides}
+p99 = {s: med(s, lambda x: x["one"]["p99_us"]) for s in sides}
+rps = {s: med(s, lambda x: x["many"]["rps"]) for s in sides}
+problems = [f"{s} run: {x['first_problem']}" for s in sides for x in runs[s]
+            if x["errors"] or x["mismatches"]]
+print()
+print(f"Brokerless act round trip, median of {repeats} runs (wall time; one client, one service)")
+print()
+print("| side | p50 us | p99 us | 256 in flight, req/s | p50 / raw tcp |")
+print("| --- | ---: | ---: | ---: | ---: |")
+for s in sides:
+    print(f"| {s} | {p50[s]:,.1f} | {p99[s]:,.1f} | {rps[s]:,.0f} | {p50[s] / p50['raw']:.2f}x |")
+print()
+ok = lambda good: "met" if good else "NOT met"
+r = p50["tcp_peer"] / p50["raw"]
+print(f"goal tcp_peer p50 at most 2x raw tcp: {ok(r <= 2)} ({r:.2f}x)")
+if "websocket" in p50:
+    w = p50["websocket"] / p50["tcp_peer"]
+    print(f"goal websocket p50 at most 1.5x tcp_peer: {ok(w <= 1.5)} ({w:.2f}x)")
+for p in problems:
+    print(f"WRONG: {p}")
+sys.exit(1 if problems else 0)
+PY
+}
+
 case $which_bench in
   router) bench_router ;;
   nats) bench_nats ;;
   codec) bench_codec ;;
   events) bench_events ;;
+  mesh) bench_mesh ;;
   all)
     # Each in its own process, so that one failing still lets the other run.
     status=0
     "$root/scripts/bench.sh" router || status=1
     "$root/scripts/bench.sh" nats || status=1
+    "$root/scripts/bench.sh" mesh || status=1
     "$root/scripts/bench.sh" codec || status=1
     "$root/scripts/bench.sh" events || status=1
     exit $status
     ;;
-  *) die "unknown benchmark '$which_bench' (known: router, nats, codec, events)" ;;
+  *) die "unknown benchmark '$which_bench' (known: router, nats, mesh, codec, events)" ;;
 esac
