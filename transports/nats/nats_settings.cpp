@@ -4,6 +4,7 @@
 
 #include "nats_jetstream.hpp"
 #include "switchboard/config.hpp"
+#include "switchboard/option_reader.hpp"
 #include "switchboard/subject.hpp"
 
 namespace switchboard::nats {
@@ -24,53 +25,10 @@ std::vector<std::string> split_urls(const std::string& text) {
   return out;
 }
 
-// Typed reads from a JSON object with errors that name the key path.
-class Reader {
- public:
-  Reader(const Json& object, std::string prefix) : object_(object), prefix_(std::move(prefix)) {}
-
-  template <typename T>
-  void read(const char* key, T& out) {
-    seen_.insert(key);
-    auto it = object_.find(key);
-    if (it == object_.end() || it->is_null()) return;
-    try {
-      if constexpr (std::is_same_v<T, bool>) {
-        if (!it->is_boolean()) throw std::invalid_argument("expected true or false");
-      } else if constexpr (std::is_integral_v<T>) {
-        if (!it->is_number_integer()) throw std::invalid_argument("expected an integer");
-      } else {
-        if (!it->is_string()) throw std::invalid_argument("expected a string");
-      }
-      out = it->get<T>();
-    } catch (const std::exception& e) {
-      throw OptionError(prefix_ + key, std::string(e.what()) + ", got " + it->dump());
-    }
-  }
-
-  const Json* section(const char* key) {
-    seen_.insert(key);
-    auto it = object_.find(key);
-    if (it == object_.end() || it->is_null()) return nullptr;
-    if (!it->is_object()) throw OptionError(prefix_ + key, "expected a mapping, got " + it->dump());
-    return &*it;
-  }
-
-  // For keys read by hand (lists, or several accepted types).
-  void mark_seen(const char* key) { seen_.insert(key); }
-
-  void reject_unknown() const {
-    for (auto it = object_.begin(); it != object_.end(); ++it) {
-      if (!seen_.count(it.key())) {
-        throw OptionError(prefix_ + it.key(), "unknown option for the nats transport");
-      }
-    }
-  }
-
- private:
-  const Json& object_;
-  std::string prefix_;
-  std::set<std::string> seen_;
+// The transport's options, read with the shared OptionReader.
+struct Reader : OptionReader {
+  Reader(const Json& object, std::string prefix)
+      : OptionReader(object, std::move(prefix), "the nats transport") {}
 };
 
 StreamSettings read_stream(const Json& item, const std::string& prefix) {

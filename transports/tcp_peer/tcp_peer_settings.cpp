@@ -3,68 +3,15 @@
 #include <set>
 
 #include "switchboard/config.hpp"
+#include "switchboard/option_reader.hpp"
 
 namespace switchboard::tcp_peer {
 namespace {
 
-// Typed reads from a JSON object with errors that name the key path.
-class Reader {
- public:
-  Reader(const Json& object, std::string prefix) : object_(object), prefix_(std::move(prefix)) {}
-
-  template <typename T>
-  bool read(const char* key, T& out) {
-    seen_.insert(key);
-    auto it = object_.find(key);
-    if (it == object_.end() || it->is_null()) return false;
-    try {
-      if constexpr (std::is_same_v<T, bool>) {
-        if (!it->is_boolean()) throw std::invalid_argument("expected true or false");
-      } else if constexpr (std::is_integral_v<T>) {
-        if (!it->is_number_integer()) throw std::invalid_argument("expected an integer");
-      } else {
-        if (!it->is_string()) throw std::invalid_argument("expected a string");
-      }
-      out = it->get<T>();
-    } catch (const std::exception& e) {
-      throw OptionError(prefix_ + key, std::string(e.what()) + ", got " + it->dump());
-    }
-    return true;
-  }
-
-  template <typename T>
-  void read_positive(const char* key, T& out) {
-    if (read(key, out) && out <= 0) {
-      throw OptionError(prefix_ + key, "must be above 0, got " + std::to_string(out));
-    }
-  }
-
-  const Json* find(const char* key) {
-    seen_.insert(key);
-    auto it = object_.find(key);
-    if (it == object_.end() || it->is_null()) return nullptr;
-    return &*it;
-  }
-
-  const Json* section(const char* key) {
-    const Json* s = find(key);
-    if (s && !s->is_object())
-      throw OptionError(prefix_ + key, "expected a mapping, got " + s->dump());
-    return s;
-  }
-
-  void reject_unknown() const {
-    for (auto it = object_.begin(); it != object_.end(); ++it) {
-      if (!seen_.count(it.key())) {
-        throw OptionError(prefix_ + it.key(), "unknown option for the tcp_peer transport");
-      }
-    }
-  }
-
- private:
-  const Json& object_;
-  std::string prefix_;
-  std::set<std::string> seen_;
+// The transport's options, read with the shared OptionReader.
+struct Reader : OptionReader {
+  Reader(const Json& object, std::string prefix)
+      : OptionReader(object, std::move(prefix), "the tcp_peer transport") {}
 };
 
 bool is_unspecified_host(const std::string& host) {
