@@ -8,6 +8,8 @@ packages=(
   libboost-dev nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libnats-dev nats-server
+  librdkafka-dev kcat maven openjdk-17-jre-headless
+  librabbitmq-dev rabbitmq-server amqp-tools python3-pika
   libmsgpack-dev libsimdjson-dev
   libssl-dev openssl
   libsqlite3-dev

@@ -1,0 +1,1035 @@
+// kafka: the Kafka transport on librdkafka. This file is where librdkafka
+// meets the runtime's executor.
+//
+// Threads. librdkafka serves its callbacks (delivery reports, rebalances,
+// errors) from whichever thread calls rd_kafka_poll / rd_kafka_consumer_poll,
+// so the transport polls from threads of its own: one for the producer, one
+// per subscription (each subscription is a consumer of its own, since a
+// Kafka consumer has one group). Those threads only convert and post to
+// TransportContext::executor; nothing of the runtime runs on them. Why not
+// rd_kafka_queue_io_event_enable with the fd watched by Asio (the nats
+// transport's way)? A rebalance must look up committed offsets and offsets
+// by time before it assigns (the start policies), and librdkafka has only
+// blocking calls for that in 2.0; on a thread of ours they block nobody, on
+// the executor they would stall every handler for a round trip.
+//
+// Delivery. A plain subscription without a queue group is a consumer group
+// of its own ("switchboard-<random>") that never commits and starts at the
+// time subscribe() was called (offsets by time), so it sees what was
+// published after it subscribed, as on NATS. A queue group is the consumer
+// group of that name: it resumes from the group's committed offsets, or
+// starts at subscribe time, and stores a message's offset once the handler
+// has run (committed by librdkafka's auto commit, on revoke and on close).
+// A durable subscription commits only what was acknowledged (see
+// DurableState).
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "kafka_settings.hpp"
+#include "switchboard/config.hpp"
+#include "switchboard/error.hpp"
+#include "switchboard/plugin_abi.hpp"
+#include "switchboard/subject.hpp"
+#include "switchboard/trace.hpp"
+#include "switchboard/transport.hpp"
+
+namespace switchboard::kafka {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::int64_t wall_ms(std::chrono::system_clock::time_point t = std::chrono::system_clock::now()) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+// State shared with the polling threads and with handlers queued on the
+// executor; outlives the transport object when a thread still runs.
+struct Shared {
+  asio::any_io_executor executor;
+  std::string endpoint;
+  std::mutex mutex;
+  StatusHandler status;
+  bool dead = false;  // under `mutex`: the transport is gone, post nothing
+  std::atomic<bool> down{false};
+
+  template <typename Handler>
+  void post(Handler&& handler) {
+    std::lock_guard lock(mutex);
+    if (!dead) asio::post(executor, std::forward<Handler>(handler));
+  }
+  void emit(TransportStatus s, std::string detail) {
+    std::lock_guard lock(mutex);
+    if (!status || dead) return;
+    asio::post(executor, [h = status, ev = StatusEvent{s, std::move(detail)}] { h(ev); });
+  }
+  // librdkafka's error callback, for any of the transport's clients.
+  void on_client_error(rd_kafka_t* rk, int err, const char* reason) {
+    auto code = static_cast<rd_kafka_resp_err_t>(err);
+    if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+      if (!down.exchange(true)) {
+        spdlog::warn("kafka: lost every broker of {}: {}", endpoint, reason);
+        emit(TransportStatus::disconnected, "lost the brokers " + endpoint);
+      }
+    } else if (code == RD_KAFKA_RESP_ERR__FATAL) {
+      char why[512];
+      rd_kafka_fatal_error(rk, why, sizeof why);
+      spdlog::error("kafka: fatal error on {}: {}", rd_kafka_name(rk), why);
+      emit(TransportStatus::error, why);
+    } else if (code == RD_KAFKA_RESP_ERR__AUTHENTICATION || code == RD_KAFKA_RESP_ERR__SSL) {
+      spdlog::error("kafka: {}: {}", endpoint, reason);
+      emit(TransportStatus::error, reason);
+    } else {
+      // Transient (a broker connection closed, a retry): librdkafka retries.
+      spdlog::debug("kafka: {}: {}", rd_kafka_name(rk), reason);
+    }
+  }
+};
+
+void on_log(const rd_kafka_t* rk, int level, const char* facility, const char* text) {
+  if (level <= 3) {
+    spdlog::error("kafka: {} {}: {}", rd_kafka_name(rk), facility, text);
+  } else if (level == 4) {
+    spdlog::warn("kafka: {} {}: {}", rd_kafka_name(rk), facility, text);
+  } else {
+    spdlog::debug("kafka: {} {}: {}", rd_kafka_name(rk), facility, text);
+  }
+}
+
+errc to_errc(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+      return errc::ok;
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+      return errc::timeout;
+    case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
+    case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
+    case RD_KAFKA_RESP_ERR__DESTROY:
+      return errc::closed;
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+      return errc::payload_too_large;
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+      return errc::invalid_argument;
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+      return errc::disconnected;
+    default:
+      return errc::transport_error;
+  }
+}
+
+// ---- producing ---------------------------------------------------------------
+
+// The opaque of a durable publish, until its delivery report.
+struct PendingPublish {
+  DurablePublishHandler done;
+  std::string subject;
+};
+
+// Runs inside rd_kafka_poll / rd_kafka_flush, on the producer's polling
+// thread (or close's): only posts.
+void on_delivery(rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque) {
+  auto* shared = static_cast<Shared*>(opaque);
+  std::shared_ptr<PendingPublish> p(static_cast<PendingPublish*>(m->_private));
+  std::string topic = m->rkt ? rd_kafka_topic_name(m->rkt) : "";
+  if (m->err) {
+    spdlog::warn("kafka: {}publish to topic '{}' failed: {}", p ? "durable " : "", topic,
+                 rd_kafka_err2str(m->err));
+  }
+  if (!p) return;
+  DurableReceipt receipt;
+  receipt.target = topic;
+  receipt.sequence = m->err || m->offset < 0 ? 0 : static_cast<std::uint64_t>(m->offset);
+  auto ec = make_error_code(to_errc(m->err));
+  shared->post([p, ec, receipt] {
+    if (!p->done) return;
+    try {
+      p->done(ec, receipt);
+    } catch (const std::exception& e) {
+      spdlog::error("kafka: a durable publish completion for '{}' threw: {}", p->subject, e.what());
+    }
+  });
+}
+
+void on_producer_error(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
+  static_cast<Shared*>(opaque)->on_client_error(rk, err, reason);
+}
+
+// ---- consuming ---------------------------------------------------------------
+
+using TopicPartition = std::pair<std::string, std::int32_t>;
+
+// A durable subscription's bookkeeping for one assigned partition. Offsets
+// up to `high` were handed out; those still in `in_flight` are not
+// acknowledged. The committed offset is the first one not acknowledged.
+struct PartitionState {
+  struct InFlight {
+    std::uint32_t deliveries = 1;
+    Clock::time_point deadline;  // redelivered after it (ack_wait, or a nak's delay)
+    bool redeliver = false;      // waiting for the seek to bring it back
+  };
+  std::map<std::int64_t, InFlight> in_flight;
+  std::int64_t high = -1;
+  std::int64_t committed = -1;
+};
+
+class KafkaDelivery;
+
+struct Consumer : std::enable_shared_from_this<Consumer> {
+  enum Kind { fanout, queue, durable };
+
+  std::shared_ptr<Shared> shared;
+  Kind kind = fanout;
+  std::string filter;  // subject filter, checked on every message
+  std::string topics;  // one topic, or a "^" regex
+  std::string group;
+  std::int64_t start_ms = 0;  // start time of partitions without a committed offset
+  DurableSubscribe options;   // durable only
+  MessageHandler handler;
+  DurableHandler durable_handler;
+  rd_kafka_t* rk = nullptr;
+
+  std::atomic<bool> alive{true};  // handlers still wanted
+  std::atomic<bool> stop{false};  // the polling thread should close
+  std::mutex finish_mutex;
+  std::condition_variable finish_cv;
+  bool finished = false;
+  bool joined = false;  // the group gave this member its (maybe no) partitions
+
+  // Durable state and the client's lifetime for acks from any thread.
+  std::mutex mutex;
+  bool rk_closed = false;
+  std::uint64_t generation = 0;  // bumped on every assignment: stale acks do nothing
+  std::map<TopicPartition, PartitionState> parts;
+  std::size_t in_flight_total = 0;
+  bool paused = false;
+
+  ~Consumer() {
+    if (rk) rd_kafka_destroy(rk);
+  }
+
+  void run();
+  void rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions);
+  void start_offsets(rd_kafka_topic_partition_list_t* partitions);
+  void on_message(const rd_kafka_message_t* m);
+  void service_durable();
+  void store(const TopicPartition& tp, std::int64_t offset);
+  void settle(const TopicPartition& tp, std::int64_t offset, std::uint64_t gen, bool ack,
+              std::chrono::milliseconds delay);
+  void commit_locked(const TopicPartition& tp, PartitionState& ps);
+
+  bool wait_finished(std::chrono::milliseconds limit) {
+    std::unique_lock lock(finish_mutex);
+    return finish_cv.wait_for(lock, limit, [&] { return finished; });
+  }
+  bool wait_joined(std::chrono::milliseconds limit) {
+    std::unique_lock lock(finish_mutex);
+    return finish_cv.wait_for(lock, limit, [&] { return joined || finished; });
+  }
+};
+
+void on_rebalance(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
+                  void* opaque) {
+  static_cast<Consumer*>(opaque)->rebalance(err, parts);
+}
+
+void on_consumer_error(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
+  static_cast<Consumer*>(opaque)->shared->on_client_error(rk, err, reason);
+}
+
+Message to_message(const rd_kafka_message_t* m) {
+  Message msg;
+  msg.data = Payload(std::string(static_cast<const char*>(m->payload), m->len));
+  rd_kafka_headers_t* headers = nullptr;
+  if (rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    const char* name = nullptr;
+    const void* value = nullptr;
+    std::size_t size = 0;
+    for (std::size_t i = 0;
+         rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
+         ++i) {
+      std::string v = value ? std::string(static_cast<const char*>(value), size) : std::string();
+      if (std::string_view(name) == kSubjectHeader) {
+        msg.subject = std::move(v);
+      } else if (std::string_view(name) == kReplyToHeader) {
+        msg.reply_to = std::move(v);
+      } else if (value) {
+        msg.headers[name] = std::move(v);
+      }
+    }
+  }
+  // From a producer that is not switchboard: the topic is the subject.
+  if (msg.subject.empty()) msg.subject = rd_kafka_topic_name(m->rkt);
+  return msg;
+}
+
+// One message of a durable subscription. ack() commits once every earlier
+// offset of its partition is acknowledged too; nak() and ack_wait seek the
+// partition back to it (offsets acknowledged meanwhile are skipped).
+class KafkaDelivery final : public DurableDelivery {
+ public:
+  KafkaDelivery(Message m, std::weak_ptr<Consumer> consumer, TopicPartition tp, std::int64_t offset,
+                std::uint32_t count, std::uint64_t gen)
+      : message_(std::move(m)),
+        consumer_(std::move(consumer)),
+        tp_(std::move(tp)),
+        offset_(offset),
+        count_(count),
+        generation_(gen) {}
+  const Message& message() const override { return message_; }
+  std::uint64_t sequence() const override { return static_cast<std::uint64_t>(offset_); }
+  std::uint32_t delivery_count() const override { return count_; }
+  void ack() override { settle(true, std::chrono::milliseconds(0)); }
+  void nak(std::chrono::milliseconds delay) override { settle(false, delay); }
+
+ private:
+  void settle(bool ack, std::chrono::milliseconds delay) {
+    if (settled_.exchange(true)) return;
+    if (auto c = consumer_.lock()) c->settle(tp_, offset_, generation_, ack, delay);
+  }
+  Message message_;
+  std::weak_ptr<Consumer> consumer_;
+  TopicPartition tp_;
+  std::int64_t offset_;
+  std::uint32_t count_;
+  std::uint64_t generation_;
+  std::atomic<bool> settled_{false};
+};
+
+void Consumer::run() {
+  while (!stop) {
+    if (kind == durable) service_durable();
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 100);
+    if (!m) continue;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      on_message(m);
+    } else if (m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+               m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      // A topic not created yet; it is picked up once it is.
+      spdlog::debug("kafka: subscription to '{}': {}", filter, rd_kafka_message_errstr(m));
+    } else {
+      spdlog::warn("kafka: subscription to '{}': {}", filter, rd_kafka_message_errstr(m));
+      if (m->err != RD_KAFKA_RESP_ERR__TRANSPORT) {
+        shared->emit(TransportStatus::error,
+                     "subscription to '" + filter + "': " + rd_kafka_message_errstr(m));
+      }
+    }
+    rd_kafka_message_destroy(m);
+  }
+  {
+    std::lock_guard lock(mutex);
+    rk_closed = true;
+  }
+  // Commits what the auto commit still holds (queue groups) and leaves the
+  // group, so that the other members get its partitions at once.
+  if (auto err = rd_kafka_consumer_close(rk)) {
+    spdlog::debug("kafka: closing the consumer of '{}': {}", filter, rd_kafka_err2str(err));
+  }
+  {
+    std::lock_guard lock(finish_mutex);
+    finished = true;
+  }
+  finish_cv.notify_all();
+}
+
+void Consumer::rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions) {
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    start_offsets(partitions);
+    {
+      std::lock_guard lock(mutex);
+      ++generation;
+      for (int i = 0; i < partitions->cnt; ++i) {
+        const auto& p = partitions->elems[i];
+        PartitionState ps;
+        ps.committed = p.offset;
+        ps.high = p.offset >= 0 ? p.offset - 1 : -1;
+        parts[{p.topic, p.partition}] = std::move(ps);
+      }
+      in_flight_total = 0;
+      paused = false;
+    }
+    rd_kafka_assign(rk, partitions);
+    {
+      std::lock_guard lock(finish_mutex);
+      joined = true;
+    }
+    finish_cv.notify_all();
+  } else {
+    {
+      std::lock_guard lock(mutex);
+      ++generation;
+      parts.clear();  // un-acknowledged messages go to the next owner
+      in_flight_total = 0;
+      paused = false;
+    }
+    rd_kafka_assign(rk, nullptr);
+  }
+}
+
+// Where each newly assigned partition starts: at the group's committed
+// offset if it has one, else by the start policy. "At a time" resolves to
+// the first offset at or after it, or the end of the partition (read
+// before the lookup, so that nothing produced in between is skipped).
+void Consumer::start_offsets(rd_kafka_topic_partition_list_t* partitions) {
+  constexpr int kTimeoutMs = 5000;
+  if (kind != fanout) {
+    if (auto err = rd_kafka_committed(rk, partitions, kTimeoutMs)) {
+      spdlog::warn("kafka: '{}': committed offsets of group '{}' unknown: {}", filter, group,
+                   rd_kafka_err2str(err));
+    }
+  }
+  std::int64_t at = start_ms;
+  bool by_time = true;
+  std::int64_t fixed = RD_KAFKA_OFFSET_END;
+  if (kind == durable) {
+    switch (options.start) {
+      case DurableStart::earliest:
+        by_time = false;
+        fixed = RD_KAFKA_OFFSET_BEGINNING;
+        break;
+      case DurableStart::latest:
+        break;  // from subscribe time
+      case DurableStart::sequence:
+        by_time = false;
+        fixed = static_cast<std::int64_t>(options.start_sequence);
+        break;
+      case DurableStart::time:
+        at = wall_ms(options.start_time);
+        break;
+    }
+  }
+  rd_kafka_topic_partition_list_t* lookup = rd_kafka_topic_partition_list_new(partitions->cnt);
+  std::vector<std::int64_t> ends;
+  for (int i = 0; i < partitions->cnt; ++i) {
+    auto& p = partitions->elems[i];
+    if (p.offset >= 0) continue;  // committed
+    if (!by_time) {
+      p.offset = fixed;
+      continue;
+    }
+    std::int64_t low = 0, high = RD_KAFKA_OFFSET_END;
+    if (rd_kafka_query_watermark_offsets(rk, p.topic, p.partition, &low, &high, kTimeoutMs)) {
+      high = RD_KAFKA_OFFSET_END;
+    }
+    p.offset = high;
+    rd_kafka_topic_partition_list_add(lookup, p.topic, p.partition)->offset = at;
+  }
+  if (lookup->cnt > 0) {
+    if (auto err = rd_kafka_offsets_for_times(rk, lookup, kTimeoutMs)) {
+      spdlog::warn("kafka: '{}': offsets by time unknown ({}); starting at the end", filter,
+                   rd_kafka_err2str(err));
+    } else {
+      for (int i = 0; i < lookup->cnt; ++i) {
+        const auto& found = lookup->elems[i];
+        if (found.err || found.offset < 0) continue;  // nothing at or after: the end
+        rd_kafka_topic_partition_list_find(partitions, found.topic, found.partition)->offset =
+            found.offset;
+      }
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(lookup);
+}
+
+void Consumer::on_message(const rd_kafka_message_t* m) {
+  Message msg = to_message(m);
+  TopicPartition tp{rd_kafka_topic_name(m->rkt), m->partition};
+  bool wanted = subject_matches(filter, msg.subject);
+  auto self = shared_from_this();
+  if (kind == fanout) {
+    if (!wanted) return;
+    shared->post([self, msg = std::move(msg)]() mutable {
+      if (!self->alive) return;
+      try {
+        self->handler(std::move(msg));
+      } catch (const std::exception& e) {
+        spdlog::error("kafka: the handler for '{}' threw: {}", self->filter, e.what());
+      }
+    });
+  } else if (kind == queue) {
+    if (!wanted) return store(tp, m->offset + 1);
+    shared->post([self, msg = std::move(msg), tp, next = m->offset + 1]() mutable {
+      if (self->alive) {
+        try {
+          self->handler(std::move(msg));
+        } catch (const std::exception& e) {
+          spdlog::error("kafka: the handler for '{}' threw: {}", self->filter, e.what());
+        }
+      }
+      self->store(tp, next);
+    });
+  } else {
+    std::uint32_t count = 1;
+    std::uint64_t gen = 0;
+    {
+      std::lock_guard lock(mutex);
+      auto it = parts.find(tp);
+      if (it == parts.end()) return;  // not ours any more
+      auto& ps = it->second;
+      gen = generation;
+      auto now = Clock::now();
+      if (m->offset <= ps.high) {
+        auto f = ps.in_flight.find(m->offset);
+        // Acknowledged already, or handed out and not due: not again.
+        if (f == ps.in_flight.end() || !f->second.redeliver) return;
+        f->second.redeliver = false;
+        f->second.deadline = now + options.ack_wait;
+        count = ++f->second.deliveries;
+      } else {
+        ps.high = m->offset;
+        if (!wanted) {
+          commit_locked(tp, ps);
+          return;
+        }
+        ps.in_flight[m->offset] = PartitionState::InFlight{1, now + options.ack_wait, false};
+        ++in_flight_total;
+      }
+    }
+    auto delivery =
+        std::make_shared<KafkaDelivery>(std::move(msg), self, tp, m->offset, count, gen);
+    shared->post([self, delivery] {
+      if (!self->alive) return;  // redelivered to whoever reads the group next
+      try {
+        self->durable_handler(delivery);
+      } catch (const std::exception& e) {
+        spdlog::error("kafka: the durable handler for '{}' threw: {} (redelivered after ack_wait)",
+                      self->filter, e.what());
+      }
+    });
+  }
+}
+
+// Plain queue groups: the handler ran, so the offset may be committed.
+void Consumer::store(const TopicPartition& tp, std::int64_t offset) {
+  std::lock_guard lock(mutex);
+  if (rk_closed) return;
+  auto* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = offset;
+  rd_kafka_offsets_store(rk, list);  // fails only for a partition no longer ours
+  rd_kafka_topic_partition_list_destroy(list);
+}
+
+void Consumer::settle(const TopicPartition& tp, std::int64_t offset, std::uint64_t gen, bool ack,
+                      std::chrono::milliseconds delay) {
+  std::lock_guard lock(mutex);
+  if (rk_closed || gen != generation) return;  // the partition moved: redelivered there
+  auto it = parts.find(tp);
+  if (it == parts.end()) return;
+  auto& ps = it->second;
+  auto f = ps.in_flight.find(offset);
+  if (f == ps.in_flight.end()) return;
+  if (!ack) {
+    f->second.deadline = Clock::now() + delay;  // service_durable seeks back then
+    return;
+  }
+  ps.in_flight.erase(f);
+  --in_flight_total;
+  commit_locked(tp, ps);
+}
+
+void Consumer::commit_locked(const TopicPartition& tp, PartitionState& ps) {
+  std::int64_t next = ps.in_flight.empty() ? ps.high + 1 : ps.in_flight.begin()->first;
+  if (next <= ps.committed) return;
+  ps.committed = next;
+  auto* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = next;
+  if (auto err = rd_kafka_commit(rk, list, 1)) {
+    spdlog::warn("kafka: commit of {}[{}]@{} for group '{}' failed: {}", tp.first, tp.second, next,
+                 group, rd_kafka_err2str(err));
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+}
+
+// On the polling thread, between polls: messages past their deadline are
+// due again (the partition is sought back to the first of them), and the
+// partitions pause while max_in_flight messages wait for their ack.
+void Consumer::service_durable() {
+  rd_kafka_topic_partition_list_t* seek = nullptr;
+  bool pause = false, resume = false;
+  {
+    std::lock_guard lock(mutex);
+    auto now = Clock::now();
+    for (auto& [tp, ps] : parts) {
+      std::int64_t first = -1;
+      for (auto& [offset, f] : ps.in_flight) {
+        if (f.redeliver || f.deadline > now) continue;
+        f.redeliver = true;
+        if (first < 0) first = offset;
+      }
+      if (first >= 0) {
+        if (!seek) seek = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(seek, tp.first.c_str(), tp.second)->offset = first;
+      }
+    }
+    if (!paused && in_flight_total >= std::max<std::size_t>(options.max_in_flight, 1)) {
+      paused = pause = true;
+    } else if (paused && in_flight_total < std::max<std::size_t>(options.max_in_flight, 1)) {
+      paused = false;
+      resume = true;
+    }
+  }
+  if (seek) {
+    if (auto* err = rd_kafka_seek_partitions(rk, seek, 5000)) {
+      spdlog::warn("kafka: redelivery on '{}': seek failed: {}", filter,
+                   rd_kafka_error_string(err));
+      rd_kafka_error_destroy(err);
+    }
+    rd_kafka_topic_partition_list_destroy(seek);
+  }
+  if (pause || resume) {
+    rd_kafka_topic_partition_list_t* assigned = nullptr;
+    if (rd_kafka_assignment(rk, &assigned) == RD_KAFKA_RESP_ERR_NO_ERROR && assigned) {
+      if (pause) rd_kafka_pause_partitions(rk, assigned);
+      if (resume) rd_kafka_resume_partitions(rk, assigned);
+      rd_kafka_topic_partition_list_destroy(assigned);
+    }
+  }
+}
+
+class KafkaSubscription final : public Subscription {
+ public:
+  KafkaSubscription(std::shared_ptr<Consumer> c, std::string subject)
+      : consumer_(std::move(c)), subject_(std::move(subject)) {}
+  // Does not wait: the polling thread leaves the group by itself.
+  void unsubscribe() override {
+    consumer_->alive = false;
+    consumer_->stop = true;
+  }
+  const std::string& subject() const override { return subject_; }
+
+ private:
+  std::shared_ptr<Consumer> consumer_;
+  std::string subject_;
+};
+
+// ---- the transport -------------------------------------------------------------
+
+class KafkaTransport final : public Transport {
+ public:
+  KafkaTransport(const TransportConfig& config, const TransportContext& context)
+      : settings_(read_settings(config)),
+        instance_(config.instance),
+        max_payload_(config.max_payload),
+        shared_(std::make_shared<Shared>()) {
+    shared_->executor = context.executor;
+    shared_->endpoint = settings_.brokers;
+  }
+
+  ~KafkaTransport() override {
+    if (closer_.joinable()) closer_.join();
+    stop_consumers(std::chrono::milliseconds(settings_.flush_timeout_ms));
+    {
+      std::lock_guard lock(shared_->mutex);
+      shared_->dead = true;
+    }
+    stop_polling_ = true;
+    if (poller_.joinable()) poller_.join();
+    if (producer_) {
+      // Not flushed (close() does that): what is still queued is dropped,
+      // and durable publishes still waiting get no completion.
+      rd_kafka_purge(producer_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+      rd_kafka_poll(producer_, 0);
+      rd_kafka_destroy(producer_);
+    }
+  }
+
+  const std::string& type() const override {
+    static const std::string name = "kafka";
+    return name;
+  }
+  Capabilities capabilities() const override {
+    Capabilities c;
+    c.wildcards = true;     // regex topic subscriptions, checked per message
+    c.queue_groups = true;  // consumer groups
+    c.headers = true;
+    c.durable_acks = true;
+    c.native_request = false;
+    c.no_responders = false;  // nothing tells whether a topic is read
+    return c;
+  }
+  std::size_t max_payload() const override { return max_payload_; }
+
+  // Creates the producer and waits (connect_timeout_ms) for the brokers'
+  // metadata, so that a wrong address fails here.
+  std::error_code connect() override {
+    if (producer_) return {};
+    std::map<std::string, std::string> own = {
+        {"bootstrap.servers", settings_.brokers},
+        {"client.id", settings_.client_id},
+        {"enable.idempotence", settings_.idempotence ? "true" : "false"},
+        {"acks", settings_.acks},
+        {"linger.ms", std::to_string(settings_.linger_ms)},
+        {"message.timeout.ms", std::to_string(settings_.delivery_timeout_ms)},
+        // Room for the largest payload plus headers.
+        {"message.max.bytes",
+         std::to_string(std::clamp<std::size_t>(max_payload_ + 65536, 1000000, 1000000000))},
+        // Keyless messages spread over the partitions one by one (so a
+        // queue group shares them), not in 10 ms runs.
+        {"sticky.partitioning.linger.ms", "0"},
+        {"socket.nagle.disable", "true"},
+    };
+    for (const auto& [k, v] : settings_.producer) own[k] = v;
+    rd_kafka_conf_t* conf = make_conf(own, settings_.librdkafka, "librdkafka.");
+    rd_kafka_conf_set_opaque(conf, shared_.get());
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_error_cb(conf, on_producer_error);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    char err[512];
+    producer_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    if (!producer_) {
+      rd_kafka_conf_destroy(conf);
+      spdlog::error("kafka: cannot create a producer for {}: {}", settings_.brokers, err);
+      return make_error_code(errc::transport_error);
+    }
+    const rd_kafka_metadata_t* md = nullptr;
+    auto merr = rd_kafka_metadata(producer_, 0, nullptr, &md,
+                                  static_cast<int>(settings_.connect_timeout_ms));
+    if (merr) {
+      spdlog::error("kafka: cannot connect to {}: {}", settings_.brokers, rd_kafka_err2str(merr));
+      rd_kafka_destroy(producer_);
+      producer_ = nullptr;
+      return make_error_code(errc::transport_error);
+    }
+    std::string seen = md->orig_broker_name;
+    rd_kafka_metadata_destroy(md);
+    poller_ = std::thread([this] { poll_producer(); });
+    shared_->emit(TransportStatus::connected, seen);
+    return {};
+  }
+
+  std::error_code publish(Message msg) override {
+    if (!producer_ || closing_) return make_error_code(errc::closed);
+    if (msg.data.size() > max_payload_) return make_error_code(errc::payload_too_large);
+    std::string why, topic;
+    if (auto ec = validate_subject(msg.subject, false, why)) return ec;
+    if (auto ec = topic_for(settings_, msg.subject, topic, why)) {
+      spdlog::warn("kafka: publish to '{}': {}", msg.subject, why);
+      return ec;
+    }
+    return produce(topic, msg, "", nullptr);
+  }
+
+  std::error_code subscribe(const std::string& subject, const std::string& queue_group,
+                            MessageHandler handler, std::unique_ptr<Subscription>& out) override {
+    if (!producer_ || closing_) return make_error_code(errc::closed);
+    std::string why;
+    if (auto ec = validate_subject(subject, true, why)) return ec;
+    auto c = std::make_shared<Consumer>();
+    c->kind = queue_group.empty() ? Consumer::fanout : Consumer::queue;
+    c->group = queue_group.empty() ? "switchboard-" + random_id() : queue_group;
+    c->handler = std::move(handler);
+    if (auto ec = start_consumer(c, subject)) return ec;
+    out = std::make_unique<KafkaSubscription>(std::move(c), subject);
+    return {};
+  }
+
+  void on_status(StatusHandler handler) override {
+    std::lock_guard lock(shared_->mutex);
+    shared_->status = std::move(handler);
+  }
+
+  // Produced like publish() (to options.target when set, else the topic
+  // of the subject), with options.message_id in the switchboard-msg-id
+  // header; `done` runs on the executor with the delivery report: the
+  // topic and the partition offset, or timeout (not stored within
+  // delivery_timeout_ms), payload_too_large, invalid_argument (the topic
+  // cannot be written), closed (purged by close).
+  void publish_durable(Message msg, const DurablePublish& options,
+                       DurablePublishHandler done) override {
+    auto fail = [&](std::error_code ec) {
+      asio::post(shared_->executor, [done = std::move(done), ec] {
+        if (done) done(ec, DurableReceipt{});
+      });
+    };
+    if (!producer_ || closing_) return fail(make_error_code(errc::closed));
+    if (msg.data.size() > max_payload_) return fail(make_error_code(errc::payload_too_large));
+    std::string why, topic = options.target;
+    if (auto ec = validate_subject(msg.subject, false, why)) return fail(ec);
+    if (topic.empty()) {
+      if (auto ec = topic_for(settings_, msg.subject, topic, why)) {
+        spdlog::warn("kafka: durable publish to '{}': {}", msg.subject, why);
+        return fail(ec);
+      }
+    }
+    auto* pending = new PendingPublish{std::move(done), msg.subject};
+    if (auto ec = produce(topic, msg, options.message_id, pending)) {
+      done = std::move(pending->done);
+      delete pending;
+      return fail(ec);
+    }
+  }
+
+  // A consumer in group options.durable (default: "switchboard-durable-" +
+  // the subject) on the topic(s) of options.subject, or options.target.
+  std::error_code subscribe_durable(const DurableSubscribe& options, DurableHandler handler,
+                                    std::unique_ptr<Subscription>& out) override {
+    if (!producer_ || closing_) return make_error_code(errc::closed);
+    std::string why;
+    std::string subject = options.subject.empty() ? ">" : options.subject;
+    if (auto ec = validate_subject(subject, true, why)) {
+      spdlog::warn("kafka: durable subscription to '{}': {}", subject, why);
+      return ec;
+    }
+    if (options.subject.empty() && options.target.empty()) {
+      spdlog::warn("kafka: a durable subscription needs a subject or a target topic");
+      return make_error_code(errc::invalid_argument);
+    }
+    if (options.durable.empty()) {
+      spdlog::warn("kafka: durable subscription to '{}' needs a durable (group) name", subject);
+      return make_error_code(errc::invalid_argument);
+    }
+    auto c = std::make_shared<Consumer>();
+    c->kind = Consumer::durable;
+    c->group = options.durable;
+    c->options = options;
+    c->durable_handler = std::move(handler);
+    if (auto ec = start_consumer(c, subject, options.target)) return ec;
+    out = std::make_unique<KafkaSubscription>(std::move(c), subject);
+    return {};
+  }
+
+  // Flushes the producer (at most flush_timeout_ms; what is left then is
+  // purged and its durable publishes fail with errc::closed), then closes
+  // every consumer (commit, leave the group), then calls done on the
+  // executor. The waiting happens on a thread of its own.
+  void close(std::function<void()> done) override {
+    if (closing_ || !producer_) {
+      closing_ = true;
+      asio::post(shared_->executor, std::move(done));
+      return;
+    }
+    closing_ = true;
+    auto consumers = consumers_;
+    closer_ = std::thread([this, consumers, shared = shared_, done = std::move(done)]() mutable {
+      auto limit = std::chrono::milliseconds(settings_.flush_timeout_ms);
+      if (rd_kafka_flush(producer_, static_cast<int>(limit.count())) !=
+          RD_KAFKA_RESP_ERR_NO_ERROR) {
+        spdlog::warn("kafka: {} message(s) not delivered within flush_timeout_ms ({} ms) at close",
+                     rd_kafka_outq_len(producer_), limit.count());
+        rd_kafka_purge(producer_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_flush(producer_, 1000);  // serves the purged messages' reports
+      }
+      for (auto& c : consumers) c->stop = true;
+      for (auto& c : consumers) c->wait_finished(limit);
+      shared->emit(TransportStatus::closed, shared->endpoint);
+      shared->post(std::move(done));
+    });
+  }
+
+ private:
+  std::error_code produce(const std::string& topic, const Message& msg,
+                          const std::string& message_id, PendingPublish* pending) {
+    rd_kafka_headers_t* headers = rd_kafka_headers_new(msg.headers.size() + 3);
+    rd_kafka_header_add(headers, kSubjectHeader, -1, msg.subject.data(),
+                        static_cast<ssize_t>(msg.subject.size()));
+    if (!msg.reply_to.empty()) {
+      rd_kafka_header_add(headers, kReplyToHeader, -1, msg.reply_to.data(),
+                          static_cast<ssize_t>(msg.reply_to.size()));
+    }
+    if (!message_id.empty()) {
+      rd_kafka_header_add(headers, kMessageIdHeader, -1, message_id.data(),
+                          static_cast<ssize_t>(message_id.size()));
+    }
+    for (const auto& [k, v] : msg.headers) {
+      rd_kafka_header_add(headers, k.c_str(), -1, v.data(), static_cast<ssize_t>(v.size()));
+    }
+    std::string key = key_for(settings_.key, msg);
+    auto err =
+        rd_kafka_producev(producer_, RD_KAFKA_V_TOPIC(topic.c_str()),
+                          RD_KAFKA_V_VALUE(const_cast<char*>(msg.data.data()), msg.data.size()),
+                          RD_KAFKA_V_KEY(key.empty() ? nullptr : key.data(), key.size()),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers),
+                          RD_KAFKA_V_OPAQUE(pending), RD_KAFKA_V_END);
+    if (!err) return {};
+    rd_kafka_headers_destroy(headers);  // not taken on failure
+    spdlog::warn("kafka: publish of '{}' to topic '{}' refused: {}", msg.subject, topic,
+                 rd_kafka_err2str(err));
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return make_error_code(errc::transport_error);
+    return make_error_code(to_errc(err));
+  }
+
+  std::error_code start_consumer(const std::shared_ptr<Consumer>& c, const std::string& subject,
+                                 const std::string& topic = "") {
+    std::string why;
+    c->shared = shared_;
+    c->filter = subject;
+    c->start_ms = wall_ms();
+    c->topics = topic;
+    if (c->topics.empty()) {
+      if (auto ec = topics_for(settings_, subject, c->topics, why)) {
+        spdlog::warn("kafka: subscribe to '{}': {}", subject, why);
+        return ec;
+      }
+    }
+    if (c->topics.front() != '^') ensure_topic(c->topics);
+    std::map<std::string, std::string> own = {
+        {"bootstrap.servers", settings_.brokers},
+        {"client.id", settings_.client_id},
+        {"group.id", c->group},
+        // Queue groups commit what their handlers finished; durable
+        // subscriptions commit acknowledged offsets themselves; a fan-out
+        // subscriber's group of its own commits nothing.
+        {"enable.auto.commit", c->kind == Consumer::queue ? "true" : "false"},
+        {"enable.auto.offset.store", "false"},
+        {"auto.offset.reset", "latest"},
+        {"session.timeout.ms", std::to_string(settings_.session_timeout_ms)},
+        // A group rebalances when its members learn of a join, at their
+        // next heartbeat.
+        {"heartbeat.interval.ms", std::to_string(settings_.heartbeat_ms)},
+        {"allow.auto.create.topics", "true"},
+        {"socket.nagle.disable", "true"},
+    };
+    // New topics matching a wildcard, and a subscribed topic created after
+    // the subscription, are found by the periodic metadata refresh.
+    own["topic.metadata.refresh.interval.ms"] = std::to_string(settings_.metadata_refresh_ms);
+    for (const auto& [k, v] : settings_.consumer) own[k] = v;
+    rd_kafka_conf_t* conf = make_conf(own, settings_.librdkafka, "librdkafka.");
+    rd_kafka_conf_set_opaque(conf, c.get());
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_error_cb(conf, on_consumer_error);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    char err[512];
+    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    if (!c->rk) {
+      rd_kafka_conf_destroy(conf);
+      spdlog::error("kafka: cannot create a consumer for '{}': {}", subject, err);
+      return make_error_code(errc::transport_error);
+    }
+    rd_kafka_poll_set_consumer(c->rk);
+    auto* list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, c->topics.c_str(), RD_KAFKA_PARTITION_UA);
+    auto serr = rd_kafka_subscribe(c->rk, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (serr) {
+      spdlog::error("kafka: subscribe to '{}' (topic {}) failed: {}", subject, c->topics,
+                    rd_kafka_err2str(serr));
+      return make_error_code(errc::transport_error);
+    }
+    spdlog::debug("kafka: '{}' reads {} in group '{}'", subject, c->topics, c->group);
+    // Detached: the thread holds the consumer until it has left its group.
+    std::thread([c] { c->run(); }).detach();
+    std::erase_if(consumers_, [](const std::shared_ptr<Consumer>& x) { return x->stop.load(); });
+    consumers_.push_back(c);
+    // A queue group member returns once the group has taken it in (its
+    // share of the partitions is known), so that work published next is
+    // split with it. A fan-out subscriber needs no wait: it starts at the
+    // time it subscribed, whenever its partitions come.
+    if (c->kind == Consumer::queue && settings_.group_join_wait_ms > 0 &&
+        !c->wait_joined(std::chrono::milliseconds(settings_.group_join_wait_ms))) {
+      spdlog::debug("kafka: '{}' not in group '{}' after {} ms (group_join_wait_ms); going on",
+                    subject, c->group, settings_.group_join_wait_ms);
+    }
+    return {};
+  }
+
+  // Creates a topic about to be read (broker defaults for partitions and
+  // replicas) unless this transport did so already: a consumer group only
+  // gets partitions of topics that exist when it forms, and a topic made
+  // later by the first producer would be seen only at the next metadata
+  // refresh. Best effort: where the client may not create topics, the
+  // broker's auto-creation or an operator's topic is used.
+  void ensure_topic(const std::string& topic) {
+    if (!created_.insert(topic).second) return;
+    char err[512];
+    rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(topic.c_str(), -1, -1, err, sizeof err);
+    if (!nt) {
+      spdlog::debug("kafka: topic '{}' not created: {}", topic, err);
+      return;
+    }
+    rd_kafka_queue_t* q = rd_kafka_queue_new(producer_);
+    rd_kafka_AdminOptions_t* o =
+        rd_kafka_AdminOptions_new(producer_, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(o, static_cast<int>(settings_.connect_timeout_ms),
+                                                err, sizeof err);
+    rd_kafka_CreateTopics(producer_, &nt, 1, o, q);
+    rd_kafka_event_t* ev = rd_kafka_queue_poll(q, static_cast<int>(settings_.connect_timeout_ms));
+    if (!ev) {
+      spdlog::debug("kafka: creating topic '{}': no answer", topic);
+    } else if (const auto* result = rd_kafka_event_CreateTopics_result(ev)) {
+      std::size_t n = 0;
+      const rd_kafka_topic_result_t** topics = rd_kafka_CreateTopics_result_topics(result, &n);
+      for (std::size_t i = 0; i < n; ++i) {
+        auto e = rd_kafka_topic_result_error(topics[i]);
+        if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+          spdlog::debug("kafka: topic '{}' not created: {}", topic,
+                        rd_kafka_topic_result_error_string(topics[i]));
+        }
+      }
+    }
+    if (ev) rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(o);
+    rd_kafka_NewTopic_destroy(nt);
+    rd_kafka_queue_destroy(q);
+  }
+
+  void stop_consumers(std::chrono::milliseconds limit) {
+    for (auto& c : consumers_) {
+      c->alive = false;
+      c->stop = true;
+    }
+    auto deadline = Clock::now() + limit;
+    for (auto& c : consumers_) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      c->wait_finished(std::max(left, std::chrono::milliseconds(0)));
+    }
+    consumers_.clear();
+  }
+
+  // Serves delivery reports; while the brokers are down, asks for metadata
+  // once a second to tell when they are back.
+  void poll_producer() {
+    auto next_probe = Clock::now();
+    while (!stop_polling_) {
+      rd_kafka_poll(producer_, 100);
+      if (shared_->down && Clock::now() >= next_probe) {
+        next_probe = Clock::now() + std::chrono::seconds(1);
+        const rd_kafka_metadata_t* md = nullptr;
+        if (rd_kafka_metadata(producer_, 0, nullptr, &md, 500) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+          rd_kafka_metadata_destroy(md);
+          shared_->down = false;
+          spdlog::info("kafka: brokers {} reachable again", settings_.brokers);
+          shared_->emit(TransportStatus::reconnected, settings_.brokers);
+        }
+      }
+    }
+  }
+
+  KafkaSettings settings_;
+  std::string instance_;
+  std::size_t max_payload_;
+  std::shared_ptr<Shared> shared_;
+  rd_kafka_t* producer_ = nullptr;
+  std::thread poller_;
+  std::atomic<bool> stop_polling_{false};
+  std::thread closer_;
+  std::atomic<bool> closing_{false};
+  std::vector<std::shared_ptr<Consumer>> consumers_;  // executor only
+  std::set<std::string> created_;                     // topics ensure_topic made
+};
+
+class KafkaFactory final : public TransportFactory {
+ public:
+  std::unique_ptr<Transport> create(const TransportConfig& config,
+                                    const TransportContext& context) const override {
+    return std::make_unique<KafkaTransport>(config, context);
+  }
+};
+
+const KafkaFactory factory;
+
+}  // namespace
+}  // namespace switchboard::kafka
+
+SWITCHBOARD_PLUGIN(SWITCHBOARD_PLUGIN_TRANSPORT, "kafka", "1.0.0", switchboard::kafka::factory)
