@@ -43,5 +43,6 @@ void add_act_command(CLI::App& app, int& exit_code);
 void add_pub_command(CLI::App& app, int& exit_code);
 void add_sub_command(CLI::App& app, int& exit_code);
 void add_plugins_command(CLI::App& app, int& exit_code);
+void add_bridges_command(CLI::App& app, int& exit_code);
 
 }  // namespace switchboard::cli

@@ -2,6 +2,8 @@
 #include <spdlog/spdlog.h>
 
 #include "cli_common.hpp"
+#include "switchboard/bridges/admin_server.hpp"
+#include "switchboard/bridges/bridge.hpp"
 
 namespace switchboard::cli {
 
@@ -14,22 +16,47 @@ void add_run_command(CLI::App& app, int& exit_code) {
   cmd->add_option("-u,--url", source->url, "transport URL");
   cmd->add_option("-p,--plugin", source->plugins, "runtime plugin to load");
   cmd->add_option("--plugin-path", source->plugin_path, "directory to search for plugins first");
-  cmd->callback([source, &exit_code] {
+  auto admin = std::make_shared<std::string>();
+  cmd->add_option("--admin", *admin,
+                  "serve GET /metrics (Prometheus text) on this address, e.g. 127.0.0.1:9100");
+  cmd->callback([source, admin, &exit_code] {
     asio::io_context io;
     auto app = start_app(io, *source);
     if (!app) {
       exit_code = kFailed;
       return;
     }
+    // Bridges from the config, on the runtime's executor (docs/bridges.md).
+    std::unique_ptr<bridges::BridgeHost> relays;
+    std::unique_ptr<bridges::AdminServer> admin_server;
+    try {
+      relays = std::make_unique<bridges::BridgeHost>(*app);
+      relays->start();
+      if (!admin->empty()) {
+        admin_server = std::make_unique<bridges::AdminServer>(
+            app->runtime().executor(), *admin, [&relays] { return relays->metrics_text(); });
+        spdlog::info("admin: http://{}/metrics", *admin);
+      }
+    } catch (const Error& e) {
+      print_error(e);
+      exit_code = kFailed;
+      return;
+    } catch (const std::exception& e) {
+      print_error(Error("StartupError", e.what()));
+      exit_code = kFailed;
+      return;
+    }
     const auto& tc = app->config().runtime_transport();
-    spdlog::info("running on {} ({}) with {} plugin(s)", tc.instance, tc.url,
-                 app->runtime().plugins().size());
+    spdlog::info("running on {} ({}) with {} plugin(s) and {} bridge(s)", tc.instance, tc.url,
+                 app->runtime().plugins().size(), relays->size());
     // SIGINT/SIGTERM close gracefully: in-flight requests finish first.
     asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](std::error_code ec, int signo) {
       if (ec) return;
       spdlog::info("signal {}: closing", signo);
-      app->runtime().close([] {});
+      if (admin_server) admin_server->close();
+      // Bridges first: they may publish on the runtime's transport.
+      relays->close([&] { app->runtime().close([] {}); });
     });
     std::printf("ready\n");
     std::fflush(stdout);

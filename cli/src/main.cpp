@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   add_pub_command(app, exit_code);
   add_sub_command(app, exit_code);
   add_plugins_command(app, exit_code);
+  add_bridges_command(app, exit_code);
   add_events_command(app, exit_code);
   app.add_subcommand("version", "print the version and plugin ABI")->callback([] {
     std::cout << "switchboard " << SWITCHBOARD_VERSION << " (plugin ABI "

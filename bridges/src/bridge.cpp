@@ -1,0 +1,482 @@
+// BridgeRelay and BridgeHost: the relay engine (docs/bridges.md).
+#include "switchboard/bridges/bridge.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <sstream>
+
+#include "switchboard/app.hpp"
+#include "switchboard/error.hpp"
+
+namespace switchboard::bridges {
+
+struct BridgeRelay::Pending {
+  Message out;
+  std::shared_ptr<DurableDelivery> delivery;  // null for plain sources
+  std::string source_subject;
+  std::string message_id;
+  std::uint32_t attempts = 0;
+  std::unique_ptr<asio::steady_timer> retry_timer;
+  // Redeliveries of this message that arrived while it was still in flight
+  // (ack_wait ran out meanwhile): settled with it instead of sent again.
+  std::vector<std::shared_ptr<DurableDelivery>> also;
+};
+
+BridgeRelay::BridgeRelay(asio::any_io_executor executor, BridgeSpec spec, BridgeOptions options,
+                         std::shared_ptr<Transport> from, std::shared_ptr<Transport> to,
+                         std::shared_ptr<Transport> dead_letter)
+    : executor_(std::move(executor)),
+      spec_(std::move(spec)),
+      options_(std::move(options)),
+      from_(std::move(from)),
+      to_(std::move(to)),
+      dead_letter_(std::move(dead_letter)) {
+  bool want_durable = options_.delivery != Delivery::at_most_once;
+  durable_source_ = want_durable && from_->capabilities().durable_acks;
+  durable_destination_ = want_durable && to_->capabilities().durable_acks;
+  durable_dead_letter_ = want_durable && dead_letter_ && dead_letter_->capabilities().durable_acks;
+  // A JetStream consumer reads one stream, so its sequence names a message;
+  // a Kafka offset does not (one per partition).
+  if (durable_source_ && from_->type() == "nats") by_sequence_.emplace();
+}
+
+BridgeRelay::~BridgeRelay() = default;
+
+std::error_code BridgeRelay::start() {
+  if (options_.delivery == Delivery::at_least_once && !from_->capabilities().durable_acks) {
+    spdlog::error(
+        "bridge '{}': delivery at_least_once, but transport '{}' ({}) cannot acknowledge "
+        "(durable acks: JetStream, Kafka, AMQP)",
+        spec_.name, spec_.from.transport, from_->type());
+    return errc::not_supported;
+  }
+  std::weak_ptr<BridgeRelay> weak = weak_from_this();
+  std::error_code ec;
+  if (durable_source_) {
+    DurableSubscribe ds;
+    ds.subject = spec_.from.subject;
+    ds.target = options_.source_target;
+    ds.durable = options_.durable;
+    ds.start = options_.start;
+    ds.max_in_flight = options_.max_in_flight;
+    ds.ack_wait = options_.ack_wait;
+    ec = from_->subscribe_durable(
+        ds,
+        [weak](std::shared_ptr<DurableDelivery> d) {
+          auto self = weak.lock();
+          if (!self) return;
+          asio::dispatch(self->executor_, [self, d = std::move(d)]() mutable {
+            Message m = d->message();
+            self->on_message(std::move(m), std::move(d));
+          });
+        },
+        subscription_);
+  } else {
+    ec = from_->subscribe(
+        spec_.from.subject, options_.queue_group,
+        [weak](Message m) {
+          auto self = weak.lock();
+          if (!self) return;
+          asio::dispatch(self->executor_, [self, m = std::move(m)]() mutable {
+            self->on_message(std::move(m), nullptr);
+          });
+        },
+        subscription_);
+  }
+  if (ec) return ec;
+  running_ = true;
+  spdlog::info("bridge '{}': {}:{} -> {}:{} ({})", spec_.name, spec_.from.transport,
+               spec_.from.subject, spec_.to.transport,
+               spec_.to.subject.empty() ? "{subject}" : spec_.to.subject,
+               durable_source_ ? "at-least-once" : "at-most-once");
+  return {};
+}
+
+std::chrono::milliseconds BridgeRelay::backoff_for(std::uint32_t attempt) const {
+  auto d = options_.backoff;
+  for (std::uint32_t i = 1; i < attempt && d < options_.max_backoff; ++i) d *= 2;
+  return std::min(d, options_.max_backoff);
+}
+
+void BridgeRelay::on_message(Message msg, std::shared_ptr<DurableDelivery> delivery) {
+  if (delivery && delivery->delivery_count() > 1) {
+    ++counters_.redelivered;
+    if (by_sequence_) {
+      auto it = by_sequence_->find(delivery->sequence());
+      if (it != by_sequence_->end()) {
+        it->second->also.push_back(std::move(delivery));
+        return;
+      }
+    }
+  }
+  if (stopping_ || pending_.size() >= options_.max_in_flight) {
+    // Durable sources: the broker's window (max_in_flight) keeps this rare;
+    // hand the message back. Plain sources cannot be paused: drop, counted.
+    if (delivery) {
+      delivery->nak(stopping_ ? std::chrono::milliseconds(0) : options_.backoff);
+    } else {
+      ++counters_.dropped;
+      spdlog::debug("bridge '{}': window full ({}), dropped a message on '{}'", spec_.name,
+                    options_.max_in_flight, msg.subject);
+    }
+    return;
+  }
+  auto p = std::make_shared<Pending>();
+  p->delivery = std::move(delivery);
+  p->source_subject = msg.subject;
+  pending_.emplace(p.get(), p);
+  if (by_sequence_ && p->delivery) by_sequence_->emplace(p->delivery->sequence(), p.get());
+  ++counters_.in_flight;
+
+  Message& out = p->out;
+  out.data = std::move(msg.data);
+  out.headers = std::move(msg.headers);
+  // Replies do not cross a bridge: the inbox lives on the source side.
+  for (const auto& [from, to] : options_.rename_headers) {
+    auto it = out.headers.find(from);
+    if (it == out.headers.end()) continue;
+    std::string value = std::move(it->second);
+    out.headers.erase(it);
+    out.headers[to] = std::move(value);
+  }
+  for (const auto& name : options_.remove_headers) out.headers.erase(name);
+  for (const auto& [name, value] : options_.set_headers) out.headers[name] = value;
+  std::error_code ec;
+  if (options_.subject.empty()) {
+    out.subject = p->source_subject;
+  } else {
+    ec = options_.subject.render(p->source_subject, out.subject);
+  }
+  if (!ec && options_.key) {
+    std::string key;
+    ec = options_.key->render(p->source_subject, key);
+    if (!ec) out.headers[options_.key_header] = std::move(key);
+  }
+  if (ec) {
+    spdlog::warn("bridge '{}': subject '{}' does not fit the template '{}'", spec_.name,
+                 p->source_subject, options_.subject.text());
+    give_up(p, ec);
+    return;
+  }
+  // A stable id per stored source message lets a JetStream destination drop
+  // the copy a redelivery makes.
+  if (p->delivery && from_->type() == "nats") {
+    p->message_id = spec_.name + ":" + std::to_string(p->delivery->sequence());
+  }
+  attempt(p);
+}
+
+void BridgeRelay::send(Transport& transport, bool durable, Message msg, std::string message_id,
+                       std::function<void(std::error_code, bool)> done) {
+  auto self = shared_from_this();
+  if (durable) {
+    DurablePublish options;
+    options.message_id = std::move(message_id);
+    options.target = &transport == to_.get() ? options_.target : std::string();
+    transport.publish_durable(
+        std::move(msg), options,
+        [self, done = std::move(done)](std::error_code ec, const DurableReceipt& receipt) {
+          bool dup = receipt.duplicate;
+          asio::dispatch(self->executor_, [done, ec, dup] { done(ec, dup); });
+        });
+  } else {
+    std::error_code ec = transport.publish(std::move(msg));
+    // Completes later, as the durable path does, so that a failing publish
+    // never recurses into the retry logic.
+    asio::post(executor_, [done = std::move(done), ec] { done(ec, false); });
+  }
+}
+
+void BridgeRelay::attempt(const std::shared_ptr<Pending>& p) {
+  ++p->attempts;
+  auto self = shared_from_this();
+  send(*to_, durable_destination_, p->out, p->message_id,
+       [self, p](std::error_code ec, bool dup) { self->on_result(p, ec, dup); });
+}
+
+void BridgeRelay::on_result(const std::shared_ptr<Pending>& p, std::error_code ec, bool duplicate) {
+  if (!ec) {
+    ++counters_.relayed;
+    if (duplicate) ++counters_.duplicates;
+    finish(p, true);
+    return;
+  }
+  spdlog::warn("bridge '{}': publish of '{}' to {} failed (attempt {}): {}", spec_.name,
+               p->out.subject, spec_.to.transport, p->attempts, ec.message());
+  if (static_cast<int>(p->attempts) <= options_.max_retries && !stopping_) {
+    ++counters_.retried;
+    p->retry_timer = std::make_unique<asio::steady_timer>(executor_, backoff_for(p->attempts));
+    auto self = shared_from_this();
+    p->retry_timer->async_wait([self, p](std::error_code wait_ec) {
+      if (wait_ec || self->stopping_) {
+        // Cancelled by stop(): a durable source gets it again later.
+        if (!p->delivery) ++self->counters_.dropped;
+        self->finish(p, false);
+        return;
+      }
+      self->attempt(p);
+    });
+    return;
+  }
+  give_up(p, ec);
+}
+
+void BridgeRelay::give_up(const std::shared_ptr<Pending>& p, std::error_code ec) {
+  ++counters_.failed;
+  if (!dead_letter_) {
+    if (!p->delivery) ++counters_.dropped;
+    // A durable source keeps the message: redelivered after max_backoff.
+    finish(p, false);
+    return;
+  }
+  Message dl;
+  dl.data = p->out.data;
+  dl.headers = p->out.headers;
+  dl.headers["switchboard-bridge"] = spec_.name;
+  dl.headers["switchboard-original-subject"] = p->source_subject;
+  dl.headers["switchboard-error"] = ec.message();
+  dl.headers["switchboard-attempts"] = std::to_string(p->attempts);
+  if (auto tec = options_.dead_letter_subject.render(p->source_subject, dl.subject)) {
+    dl.subject = options_.dead_letter_subject.text();
+  }
+  auto self = shared_from_this();
+  std::string id = p->message_id.empty() ? std::string() : p->message_id + ":dead";
+  send(*dead_letter_, durable_dead_letter_, std::move(dl), std::move(id),
+       [self, p](std::error_code dl_ec, bool) {
+         if (dl_ec) {
+           spdlog::error("bridge '{}': dead-letter publish to {} failed: {}", self->spec_.name,
+                         self->options_.dead_letter_transport, dl_ec.message());
+           if (!p->delivery) ++self->counters_.dropped;
+           self->finish(p, false);
+           return;
+         }
+         ++self->counters_.dead_lettered;
+         self->finish(p, true);
+       });
+}
+
+void BridgeRelay::finish(const std::shared_ptr<Pending>& p, bool ack) {
+  if (p->delivery) {
+    p->also.push_back(p->delivery);
+    for (const auto& d : p->also) {
+      if (ack) {
+        d->ack();
+      } else {
+        d->nak(stopping_ ? std::chrono::milliseconds(0) : options_.max_backoff);
+      }
+    }
+    if (by_sequence_) by_sequence_->erase(p->delivery->sequence());
+  }
+  if (pending_.erase(p.get()) != 0) --counters_.in_flight;
+  maybe_stopped();
+}
+
+void BridgeRelay::stop(std::function<void()> done, std::chrono::milliseconds limit) {
+  if (running_ && subscription_) subscription_->unsubscribe();
+  running_ = false;
+  stopping_ = true;
+  stopped_ = std::move(done);
+  for (auto& [raw, p] : pending_) {
+    if (p->retry_timer) p->retry_timer->cancel();
+  }
+  stop_timer_ = std::make_unique<asio::steady_timer>(executor_, limit);
+  auto self = shared_from_this();
+  stop_timer_->async_wait([self](std::error_code ec) {
+    if (ec || !self->stopped_) return;
+    spdlog::warn("bridge '{}': stopped with {} message(s) still in flight", self->spec_.name,
+                 self->pending_.size());
+    auto done = std::move(self->stopped_);
+    self->stopped_ = nullptr;
+    done();
+  });
+  asio::post(executor_, [self] { self->maybe_stopped(); });
+}
+
+void BridgeRelay::maybe_stopped() {
+  if (!stopping_ || !pending_.empty() || !stopped_) return;
+  if (stop_timer_) stop_timer_->cancel();
+  auto done = std::move(stopped_);
+  stopped_ = nullptr;
+  asio::post(executor_, std::move(done));
+}
+
+BridgeStatus BridgeRelay::status() const {
+  BridgeStatus s;
+  s.name = spec_.name;
+  s.from = spec_.from.transport + ":" + spec_.from.subject;
+  s.to = spec_.to.transport + ":" + (spec_.to.subject.empty() ? "{subject}" : spec_.to.subject);
+  s.at_least_once = durable_source_;
+  s.running = running_;
+  auto& c = s.counters;
+  c.relayed = counters_.relayed;
+  c.failed = counters_.failed;
+  c.retried = counters_.retried;
+  c.dead_lettered = counters_.dead_lettered;
+  c.dropped = counters_.dropped;
+  c.redelivered = counters_.redelivered;
+  c.duplicates = counters_.duplicates;
+  c.in_flight = counters_.in_flight;
+  return s;
+}
+
+// ---- BridgeHost ----
+
+BridgeHost::BridgeHost(asio::any_io_executor executor, PluginHost& host, const Config& config,
+                       std::map<std::string, std::shared_ptr<Transport>> existing)
+    : executor_(std::move(executor)),
+      host_(host),
+      config_(config),
+      existing_(std::move(existing)) {}
+
+BridgeHost::BridgeHost(App& app)
+    : BridgeHost(app.runtime().executor(), app.host(), app.config(),
+                 {{app.config().runtime.transport,
+                   // Not owned: the runtime keeps its transport, and the App
+                   // outlives this host.
+                   std::shared_ptr<Transport>(&app.runtime().transport(), [](Transport*) {})}}) {}
+
+BridgeHost::~BridgeHost() = default;
+
+std::shared_ptr<Transport> BridgeHost::instance(const std::string& name) {
+  if (auto it = existing_.find(name); it != existing_.end()) return it->second;
+  if (auto it = created_.find(name); it != created_.end()) return it->second;
+  const TransportConfig& tc = config_.transports.at(name);
+  std::shared_ptr<Transport> t;
+  try {
+    t = host_.create_transport(tc, TransportContext{executor_});
+  } catch (const OptionError& e) {
+    rethrow_with_location(config_, "transports." + name, e);
+  }
+  if (auto ec = t->connect()) {
+    throw Error(errc::transport_error, "transport '" + name + "' (" + tc.type + " " + tc.url +
+                                           "): cannot connect: " + ec.message());
+  }
+  created_.emplace(name, t);
+  return t;
+}
+
+void BridgeHost::start() {
+  for (std::size_t i = 0; i < config_.bridges.size(); ++i) {
+    const BridgeSpec& spec = config_.bridges[i];
+    const std::string path = "bridges[" + std::to_string(i) + "]";
+    BridgeOptions options;
+    try {
+      options = parse_bridge_options(spec);
+    } catch (const OptionError& e) {
+      rethrow_with_location(config_, path, e);
+    }
+    if (!options.dead_letter_transport.empty() &&
+        !config_.transports.contains(options.dead_letter_transport)) {
+      std::string key = path + ".dead_letter.transport";
+      throw ConfigError(
+          config_.source, config_.locate(key), key,
+          "names transport '" + options.dead_letter_transport + "', which is not defined");
+    }
+    auto from = instance(spec.from.transport);
+    auto to = instance(spec.to.transport);
+    std::shared_ptr<Transport> dead_letter;
+    if (!options.dead_letter_transport.empty())
+      dead_letter = instance(options.dead_letter_transport);
+    auto relay =
+        std::make_shared<BridgeRelay>(executor_, spec, std::move(options), from, to, dead_letter);
+    if (auto ec = relay->start()) {
+      throw Error(errc::transport_error, "bridge '" + spec.name + "': cannot subscribe to '" +
+                                             spec.from.subject + "' on '" + spec.from.transport +
+                                             "' (" + from->type() + "): " + ec.message());
+    }
+    relays_.push_back(std::move(relay));
+  }
+}
+
+void BridgeHost::close(std::function<void()> done) {
+  struct State {
+    std::size_t left = 0;
+    std::function<void()> next;
+  };
+  auto close_transports = [this, done = std::move(done)]() mutable {
+    auto state = std::make_shared<State>();
+    state->left = created_.size() + 1;
+    state->next = std::move(done);
+    auto one = [state] {
+      if (--state->left == 0) state->next();
+    };
+    for (auto& [name, t] : created_) t->close(one);
+    one();
+  };
+  auto state = std::make_shared<State>();
+  state->left = relays_.size() + 1;
+  state->next = std::move(close_transports);
+  auto one = [state] {
+    if (--state->left == 0) state->next();
+  };
+  for (auto& relay : relays_) relay->stop(one);
+  asio::post(executor_, one);
+}
+
+std::vector<BridgeStatus> BridgeHost::status() const {
+  std::vector<BridgeStatus> out;
+  for (const auto& r : relays_) out.push_back(r->status());
+  return out;
+}
+
+std::string BridgeHost::metrics_text() const {
+  return to_prometheus(status());
+}
+
+std::string to_prometheus(const std::vector<BridgeStatus>& statuses) {
+  struct Metric {
+    const char* name;
+    const char* type;
+    const char* help;
+    std::uint64_t BridgeCounters::*field;
+  };
+  static const Metric metrics[] = {
+      {"switchboard_bridge_relayed_total", "counter", "Messages the destination confirmed.",
+       &BridgeCounters::relayed},
+      {"switchboard_bridge_failed_total", "counter", "Messages whose retries ran out.",
+       &BridgeCounters::failed},
+      {"switchboard_bridge_retried_total", "counter", "Publish attempts after a failure.",
+       &BridgeCounters::retried},
+      {"switchboard_bridge_dead_lettered_total", "counter",
+       "Messages stored on the dead-letter destination.", &BridgeCounters::dead_lettered},
+      {"switchboard_bridge_dropped_total", "counter",
+       "Messages given up (at-most-once sources only).", &BridgeCounters::dropped},
+      {"switchboard_bridge_redelivered_total", "counter",
+       "Source deliveries that were redeliveries.", &BridgeCounters::redelivered},
+      {"switchboard_bridge_duplicates_total", "counter",
+       "Publishes the destination recognised as duplicates.", &BridgeCounters::duplicates},
+      {"switchboard_bridge_in_flight", "gauge", "Messages received and not yet settled.",
+       &BridgeCounters::in_flight},
+  };
+  auto escape = [](const std::string& s) {
+    std::string out;
+    for (char c : s) {
+      if (c == '\\' || c == '"') out += '\\';
+      if (c == '\n') {
+        out += "\\n";
+        continue;
+      }
+      out += c;
+    }
+    return out;
+  };
+  std::ostringstream os;
+  for (const Metric& m : metrics) {
+    os << "# HELP " << m.name << ' ' << m.help << "\n# TYPE " << m.name << ' ' << m.type << '\n';
+    for (const BridgeStatus& s : statuses) {
+      os << m.name << "{bridge=\"" << escape(s.name) << "\"} " << s.counters.*(m.field) << '\n';
+    }
+  }
+  os << "# HELP switchboard_bridge_up Whether the bridge is subscribed to its source.\n"
+     << "# TYPE switchboard_bridge_up gauge\n";
+  for (const BridgeStatus& s : statuses) {
+    os << "switchboard_bridge_up{bridge=\"" << escape(s.name) << "\",from=\"" << escape(s.from)
+       << "\",to=\"" << escape(s.to) << "\",delivery=\""
+       << (s.at_least_once ? "at_least_once" : "at_most_once") << "\"} " << (s.running ? 1 : 0)
+       << '\n';
+  }
+  return os.str();
+}
+
+}  // namespace switchboard::bridges

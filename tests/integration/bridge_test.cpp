@@ -1,0 +1,705 @@
+// The relay engine (bridges/): inproc to inproc with fake transports for
+// failures and acknowledgements, then real servers (nats-server with
+// JetStream, Apache Kafka, RabbitMQ), each started once per binary.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <deque>
+#include <set>
+
+#include "support/test_support.hpp"
+#include "switchboard/bridges/admin_server.hpp"
+#include "switchboard/bridges/bridge.hpp"
+#include "switchboard/config.hpp"
+#include "switchboard/error.hpp"
+#include "switchboard/plugin_host.hpp"
+
+#ifdef SWITCHBOARD_BRIDGE_TEST_SERVERS
+#include "support/kafka_broker.hpp"
+#include "support/nats_server.hpp"
+#include "support/rabbitmq_server.hpp"
+#endif
+
+namespace switchboard {
+namespace {
+
+using namespace std::chrono_literals;
+using bridges::BridgeHost;
+
+// ---- fakes ------------------------------------------------------------------
+
+struct NoSubscription : Subscription {
+  std::string s;
+  void unsubscribe() override {}
+  const std::string& subject() const override { return s; }
+};
+
+// A destination whose first `failures` publishes fail (then all succeed);
+// failures < 0: every publish fails. Durable when the option says so.
+class FlakyTransport : public Transport {
+ public:
+  FlakyTransport(const TransportConfig& c, asio::any_io_executor ex)
+      : ex_(std::move(ex)),
+        failures_(c.options.value("failures", -1)),
+        durable_(c.options.value("durable", false)) {
+    last = this;
+  }
+  const std::string& type() const override {
+    static const std::string t = "flaky";
+    return t;
+  }
+  Capabilities capabilities() const override {
+    Capabilities c;
+    c.durable_acks = durable_;
+    return c;
+  }
+  std::size_t max_payload() const override { return 1 << 20; }
+  std::error_code connect() override { return {}; }
+  std::error_code publish(Message msg) override {
+    ++attempts;
+    if (failures_ < 0 || attempts <= failures_) return errc::disconnected;
+    published.push_back(std::move(msg));
+    return {};
+  }
+  void publish_durable(Message msg, const DurablePublish&, DurablePublishHandler done) override {
+    auto ec = publish(std::move(msg));
+    // Confirmed later, as a broker would.
+    asio::post(ex_, [done = std::move(done), ec] { done(ec, DurableReceipt{}); });
+  }
+  std::error_code subscribe(const std::string&, const std::string&, MessageHandler,
+                            std::unique_ptr<Subscription>& out) override {
+    out = std::make_unique<NoSubscription>();
+    return {};
+  }
+  void on_status(StatusHandler) override {}
+  void close(std::function<void()> done) override { asio::post(ex_, std::move(done)); }
+
+  static inline FlakyTransport* last = nullptr;
+  int attempts = 0;
+  std::vector<Message> published;
+
+ private:
+  asio::any_io_executor ex_;
+  int failures_;
+  bool durable_;
+};
+
+// A source that can acknowledge: the test pushes deliveries and sees how each
+// was settled.
+struct FakeDelivery : DurableDelivery {
+  Message msg;
+  std::uint64_t seq = 0;
+  int acks = 0, naks = 0;
+  const Message& message() const override { return msg; }
+  std::uint64_t sequence() const override { return seq; }
+  std::uint32_t delivery_count() const override { return 1; }
+  void ack() override { ++acks; }
+  void nak(std::chrono::milliseconds) override { ++naks; }
+};
+
+class DurableSourceTransport : public Transport {
+ public:
+  explicit DurableSourceTransport(asio::any_io_executor ex) : ex_(std::move(ex)) { last = this; }
+  const std::string& type() const override {
+    static const std::string t = "durable_source";
+    return t;
+  }
+  Capabilities capabilities() const override {
+    Capabilities c;
+    c.durable_acks = true;
+    return c;
+  }
+  std::size_t max_payload() const override { return 1 << 20; }
+  std::error_code connect() override { return {}; }
+  std::error_code publish(Message) override { return errc::not_supported; }
+  std::error_code subscribe(const std::string&, const std::string&, MessageHandler,
+                            std::unique_ptr<Subscription>&) override {
+    return errc::not_supported;
+  }
+  std::error_code subscribe_durable(const DurableSubscribe& o, DurableHandler h,
+                                    std::unique_ptr<Subscription>& out) override {
+    options = o;
+    handler = std::move(h);
+    out = std::make_unique<NoSubscription>();
+    return {};
+  }
+  void on_status(StatusHandler) override {}
+  void close(std::function<void()> done) override { asio::post(ex_, std::move(done)); }
+
+  std::shared_ptr<FakeDelivery> deliver(std::string subject, std::string data, std::uint64_t seq) {
+    auto d = std::make_shared<FakeDelivery>();
+    d->msg.subject = std::move(subject);
+    d->msg.data = Payload(std::move(data));
+    d->seq = seq;
+    asio::post(ex_, [h = handler, d] { h(d); });
+    return d;
+  }
+
+  static inline DurableSourceTransport* last = nullptr;
+  DurableSubscribe options;
+  DurableHandler handler;
+
+ private:
+  asio::any_io_executor ex_;
+};
+
+struct FlakyFactory : TransportFactory {
+  std::unique_ptr<Transport> create(const TransportConfig& c,
+                                    const TransportContext& ctx) const override {
+    return std::make_unique<FlakyTransport>(c, ctx.executor);
+  }
+};
+struct DurableSourceFactory : TransportFactory {
+  std::unique_ptr<Transport> create(const TransportConfig&,
+                                    const TransportContext& ctx) const override {
+    return std::make_unique<DurableSourceTransport>(ctx.executor);
+  }
+};
+const FlakyFactory g_flaky;
+const DurableSourceFactory g_durable_source;
+
+// ---- fixture ------------------------------------------------------------------
+
+class Bridge : public ::testing::Test {
+ protected:
+  Bridge() {
+    host.register_builtin("flaky", "1.0.0", g_flaky);
+    host.register_builtin("durable_source", "1.0.0", g_durable_source);
+    bus = std::string("bt") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  }
+  ~Bridge() override {
+    if (bridges) {
+      bool closed = false;
+      bridges->close([&] { closed = true; });
+      EXPECT_TRUE(test::run_until(io, [&] { return closed; })) << "bridge close";
+    }
+  }
+
+  void start(const std::string& yaml) {
+    config = load_config_string(yaml, "bridge_test.yaml");
+    config.plugin_path = {test::plugin_dir()};
+    bridges = std::make_unique<BridgeHost>(strand, host, config);
+    bridges->start();
+  }
+
+  std::shared_ptr<Transport> open(const std::string& url, Json options = Json::object()) {
+    TransportConfig tc;
+    tc.instance = "test";
+    tc.url = url;
+    tc.type = transport_type_for_url(url);
+    tc.options = std::move(options);
+    auto t = host.create_transport(tc, TransportContext{strand});
+    EXPECT_FALSE(t->connect());
+    opened.push_back(t);
+    return t;
+  }
+
+  std::unique_ptr<Subscription> collect(Transport& t, const std::string& subject,
+                                        std::vector<Message>& got) {
+    std::unique_ptr<Subscription> sub;
+    EXPECT_FALSE(t.subscribe(
+        subject, "", [&got](Message m) { got.push_back(std::move(m)); }, sub));
+    return sub;
+  }
+
+  bridges::BridgeCounters counters(std::size_t i = 0) { return bridges->status().at(i).counters; }
+
+  asio::io_context io;
+  asio::strand<asio::io_context::executor_type> strand = asio::make_strand(io);
+  PluginHost host{{test::plugin_dir()}};
+  std::string bus;
+  Config config;
+  std::vector<std::shared_ptr<Transport>> opened;
+  std::unique_ptr<BridgeHost> bridges;
+};
+
+// ---- in-process ------------------------------------------------------------------
+
+TEST(SubjectTemplate, TokensAndWholeSubject) {
+  std::string out;
+  EXPECT_FALSE(bridges::SubjectTemplate("shipped.{2}.{subject}").render("orders.eu.new", out));
+  EXPECT_EQ(out, "shipped.eu.orders.eu.new");
+  EXPECT_FALSE(bridges::SubjectTemplate("fixed").render("a.b", out));
+  EXPECT_EQ(out, "fixed");
+  EXPECT_EQ(bridges::SubjectTemplate("{3}").render("a.b", out), errc::invalid_argument);
+  EXPECT_THROW(bridges::SubjectTemplate("{x}"), OptionError);
+  EXPECT_THROW(bridges::SubjectTemplate("a.{1"), OptionError);
+}
+
+TEST_F(Bridge, RelaysWithTemplateHeadersAndKey) {
+  start(
+      "transports:\n"
+      "  a: {url: 'inproc://" +
+      bus +
+      "-a'}\n"
+      "  b: {url: 'inproc://" +
+      bus +
+      "-b'}\n"
+      "runtime: {transport: a}\n"
+      "bridges:\n"
+      "  - name: orders\n"
+      "    from: {transport: a, subject: 'orders.>'}\n"
+      "    to: {transport: b, subject: 'shipped.{2}.{3}'}\n"
+      "    key: '{2}'\n"
+      "    headers: {set: {origin: a}, remove: [secret], rename: {trace: x-trace}}\n");
+  auto a = open("inproc://" + bus + "-a");
+  auto b = open("inproc://" + bus + "-b");
+  std::vector<Message> got;
+  auto sub = collect(*b, "shipped.>", got);
+  for (int i = 0; i < 5; ++i) {
+    Message m;
+    m.subject = "orders.eu.n" + std::to_string(i);
+    m.data = Payload("p" + std::to_string(i));
+    m.headers = {{"trace", "t" + std::to_string(i)}, {"secret", "s"}, {"keep", "k"}};
+    ASSERT_FALSE(a->publish(std::move(m)));
+  }
+  ASSERT_TRUE(test::run_until(io, [&] { return got.size() == 5; })) << got.size();
+  EXPECT_EQ(got[3].subject, "shipped.eu.n3");
+  EXPECT_EQ(got[3].data.view(), "p3");
+  EXPECT_EQ(got[3].headers.at("x-trace"), "t3");
+  EXPECT_EQ(got[3].headers.at("keep"), "k");
+  EXPECT_EQ(got[3].headers.at("origin"), "a");
+  EXPECT_EQ(got[3].headers.at("switchboard-key"), "eu");
+  EXPECT_FALSE(got[3].headers.contains("secret"));
+  EXPECT_FALSE(got[3].headers.contains("trace"));
+  test::settle(io);
+  auto c = counters();
+  EXPECT_EQ(c.relayed, 5u);
+  EXPECT_EQ(c.in_flight, 0u);
+  EXPECT_EQ(c.failed, 0u);
+  auto status = bridges->status().at(0);
+  EXPECT_FALSE(status.at_least_once);  // inproc cannot acknowledge
+  std::string text = bridges->metrics_text();
+  EXPECT_NE(text.find("switchboard_bridge_relayed_total{bridge=\"orders\"} 5"), std::string::npos)
+      << text;
+}
+
+TEST_F(Bridge, RetriesThenDeadLetters) {
+  start(
+      "transports:\n"
+      "  a: {url: 'inproc://" +
+      bus +
+      "-a'}\n"
+      "  bad: {type: flaky, failures: -1}\n"
+      "  dl: {url: 'inproc://" +
+      bus +
+      "-dl'}\n"
+      "runtime: {transport: a}\n"
+      "bridges:\n"
+      "  - name: doomed\n"
+      "    from: {transport: a, subject: 'in.>'}\n"
+      "    to: {transport: bad, subject: 'out'}\n"
+      "    retry: {max_retries: 2, backoff_ms: 1, max_backoff_ms: 4}\n"
+      "    dead_letter: {transport: dl, subject: 'dead.{subject}'}\n");
+  auto a = open("inproc://" + bus + "-a");
+  auto dl = open("inproc://" + bus + "-dl");
+  std::vector<Message> dead;
+  auto sub = collect(*dl, "dead.>", dead);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_FALSE(a->publish(Message{"in.x" + std::to_string(i), Payload("d"), {}, ""}));
+  }
+  ASSERT_TRUE(test::run_until(io, [&] { return dead.size() == 3; })) << dead.size();
+  EXPECT_EQ(dead[0].subject, "dead.in.x0");
+  EXPECT_EQ(dead[0].headers.at("switchboard-bridge"), "doomed");
+  EXPECT_EQ(dead[0].headers.at("switchboard-original-subject"), "in.x0");
+  EXPECT_EQ(dead[0].headers.at("switchboard-attempts"), "3");
+  EXPECT_FALSE(dead[0].headers.at("switchboard-error").empty());
+  test::settle(io);
+  auto c = counters();
+  EXPECT_EQ(FlakyTransport::last->attempts, 9);  // 3 messages x (1 + 2 retries)
+  EXPECT_EQ(c.relayed, 0u);
+  EXPECT_EQ(c.retried, 6u);
+  EXPECT_EQ(c.failed, 3u);
+  EXPECT_EQ(c.dead_lettered, 3u);
+  EXPECT_EQ(c.in_flight, 0u);
+}
+
+TEST_F(Bridge, RetrySucceedsAfterTransientFailures) {
+  start(
+      "transports:\n"
+      "  a: {url: 'inproc://" +
+      bus +
+      "-a'}\n"
+      "  flaky: {type: flaky, failures: 2}\n"
+      "runtime: {transport: a}\n"
+      "bridges:\n"
+      "  - {name: flaky, from: {transport: a, subject: 'in'}, to: {transport: flaky},\n"
+      "     retry: {max_retries: 5, backoff_ms: 1}}\n");
+  auto a = open("inproc://" + bus + "-a");
+  ASSERT_FALSE(a->publish(Message{"in", Payload("x"), {}, ""}));
+  ASSERT_TRUE(test::run_until(io, [&] { return counters().relayed == 1; }));
+  EXPECT_EQ(counters().retried, 2u);
+  EXPECT_EQ(counters().failed, 0u);
+  ASSERT_EQ(FlakyTransport::last->published.size(), 1u);
+  EXPECT_EQ(FlakyTransport::last->published[0].subject, "in");  // no template: same subject
+}
+
+// At-least-once: the source is acked only once the destination confirmed;
+// a failed message without a dead letter goes back to the source (nak).
+TEST_F(Bridge, DurableSourceIsAckedOnlyAfterTheDestinationConfirmed) {
+  start(
+      "transports:\n"
+      "  src: {type: durable_source}\n"
+      "  dst: {type: flaky, failures: 1, durable: true}\n"
+      "runtime: {transport: src}\n"
+      "bridges:\n"
+      "  - {name: durable, from: {transport: src, subject: 'in.>', durable: grp},\n"
+      "     to: {transport: dst, subject: 'out.{2}'}, max_in_flight: 7,\n"
+      "     retry: {max_retries: 0, backoff_ms: 1}}\n");
+  auto* src = DurableSourceTransport::last;
+  ASSERT_NE(src, nullptr);
+  EXPECT_TRUE(bridges->status().at(0).at_least_once);
+  EXPECT_EQ(src->options.durable, "grp");
+  EXPECT_EQ(src->options.max_in_flight, 7u);  // the broker bounds the window
+  auto first = src->deliver("in.a", "1", 1);  // the destination fails it once
+  auto second = src->deliver("in.b", "2", 2);
+  ASSERT_TRUE(test::run_until(io, [&] { return counters().in_flight == 0 && first->naks == 1; }));
+  EXPECT_EQ(first->acks, 0);
+  EXPECT_EQ(second->acks, 1);
+  EXPECT_EQ(second->naks, 0);
+  EXPECT_EQ(counters().relayed, 1u);
+  EXPECT_EQ(counters().failed, 1u);
+  EXPECT_EQ(counters().dropped, 0u);  // never dropped: the source has it again
+  ASSERT_EQ(FlakyTransport::last->published.size(), 1u);
+  EXPECT_EQ(FlakyTransport::last->published[0].subject, "out.b");
+}
+
+TEST_F(Bridge, PlainSourceDropsAboveTheWindowAndCountsIt) {
+  start(
+      "transports:\n"
+      "  a: {url: 'inproc://" +
+      bus +
+      "-a'}\n"
+      "  bad: {type: flaky, failures: -1}\n"
+      "runtime: {transport: a}\n"
+      "bridges:\n"
+      "  - {name: w, from: {transport: a, subject: 'in'}, to: {transport: bad},\n"
+      "     max_in_flight: 2, retry: {max_retries: 1, backoff_ms: 200}}\n");
+  auto a = open("inproc://" + bus + "-a");
+  for (int i = 0; i < 5; ++i) ASSERT_FALSE(a->publish(Message{"in", Payload("x"), {}, ""}));
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return counters().dropped == 5; }, 3s))
+      << counters().dropped;
+  auto c = counters();
+  EXPECT_EQ(c.failed, 2u);  // the two in the window ran out of retries
+  EXPECT_EQ(c.in_flight, 0u);
+}
+
+TEST_F(Bridge, BadOptionsNameTheLine) {
+  try {
+    start(
+        "transports:\n"
+        "  a: {url: 'inproc://" +
+        bus +
+        "-a'}\n"
+        "  b: {url: 'inproc://" +
+        bus +
+        "-b'}\n"
+        "runtime: {transport: a}\n"
+        "bridges:\n"
+        "  - name: x\n"
+        "    from: {transport: a, subject: 'in'}\n"
+        "    to: {transport: b}\n"
+        "    retry: {max_retires: 2}\n");
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.key(), "bridges[0].retry.max_retires") << e.what();
+    EXPECT_EQ(e.line(), 9) << e.what();
+  }
+  bridges.reset();
+}
+
+TEST_F(Bridge, AtLeastOnceFromASourceThatCannotAckIsRefused) {
+  EXPECT_THROW(start("transports:\n"
+                     "  a: {url: 'inproc://" +
+                     bus +
+                     "-a'}\n"
+                     "  b: {url: 'inproc://" +
+                     bus +
+                     "-b'}\n"
+                     "runtime: {transport: a}\n"
+                     "bridges:\n"
+                     "  - {name: x, from: {transport: a, subject: in}, to: {transport: b},\n"
+                     "     delivery: at_least_once}\n"),
+               Error);
+  bridges.reset();
+}
+
+TEST_F(Bridge, MetricsOverHttp) {
+  start(
+      "transports:\n"
+      "  a: {url: 'inproc://" +
+      bus +
+      "-a'}\n"
+      "  b: {url: 'inproc://" +
+      bus +
+      "-b'}\n"
+      "runtime: {transport: a}\n"
+      "bridges:\n"
+      "  - {name: m, from: {transport: a, subject: in}, to: {transport: b, subject: out}}\n");
+  bridges::AdminServer admin(strand, "127.0.0.1:0", [this] { return bridges->metrics_text(); });
+  asio::ip::tcp::socket socket(io);
+  socket.connect({asio::ip::make_address("127.0.0.1"), admin.port()});
+  std::string request = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", response;
+  asio::write(socket, asio::buffer(request));
+  std::array<char, 4096> buf{};
+  boost::system::error_code ec;
+  while (!ec) {
+    io.restart();
+    io.run_for(5ms);
+    socket.non_blocking(true);
+    std::size_t n = socket.read_some(asio::buffer(buf), ec);
+    if (ec == asio::error::would_block) ec = {};
+    response.append(buf.data(), n);
+    if (response.find("switchboard_bridge_up") != std::string::npos && response.ends_with("\n") &&
+        response.find("delivery=") != std::string::npos)
+      break;
+  }
+  EXPECT_NE(response.find("HTTP/1.1 200 OK"), std::string::npos) << response;
+  EXPECT_NE(response.find("switchboard_bridge_relayed_total{bridge=\"m\"} 0"), std::string::npos)
+      << response;
+}
+
+#ifdef SWITCHBOARD_BRIDGE_TEST_SERVERS
+
+// ---- real servers ------------------------------------------------------------------
+
+test::NatsServer& nats() {
+  static test::NatsServer server(test::NatsServer::jetstream);
+  return server;
+}
+test::RabbitMqServer& rabbit() {
+  static test::RabbitMqServer server;
+  return server;
+}
+std::string kafka_url() {
+  return "kafka://" + test::KafkaBroker::shared_bootstrap();
+}
+std::string unique(const std::string& stem) {
+  return stem + std::to_string(::getpid()) + "x" +
+         std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 1000000);
+}
+
+// Reads a Kafka topic from the start in a group of its own.
+std::unique_ptr<Subscription> read_kafka(Transport& k, const std::string& topic,
+                                         std::vector<Message>& got) {
+  DurableSubscribe d;
+  d.subject = topic;
+  d.durable = unique("reader");
+  d.start = DurableStart::earliest;
+  std::unique_ptr<Subscription> sub;
+  EXPECT_FALSE(k.subscribe_durable(
+      d,
+      [&got](std::shared_ptr<DurableDelivery> del) {
+        got.push_back(del->message());
+        del->ack();
+      },
+      sub));
+  return sub;
+}
+
+TEST_F(Bridge, CoreNatsToKafka) {
+  std::string topic = unique("br-n2k-");
+  start(
+      "transports:\n"
+      "  bus: {url: '" +
+      nats().url() +
+      "'}\n"
+      "  events: {url: '" +
+      kafka_url() +
+      "', key: 'header:switchboard-key'}\n"
+      "runtime: {transport: bus}\n"
+      "bridges:\n"
+      "  - {name: n2k, from: {transport: bus, subject: 'orders.*'},\n"
+      "     to: {transport: events, topic: '" +
+      topic + "'}, key: '{2}'}\n");
+  EXPECT_FALSE(bridges->status().at(0).at_least_once);
+  auto bus = open(nats().url());
+  constexpr int n = 200;
+  for (int i = 0; i < n; ++i) {
+    Message m{
+        "orders.c" + std::to_string(i % 7), Payload("m" + std::to_string(i)), {{"h", "v"}}, ""};
+    ASSERT_FALSE(bus->publish(std::move(m)));
+  }
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return counters().relayed == n; }, 15s))
+      << counters().relayed;
+  auto k = open(kafka_url());
+  std::vector<Message> got;
+  auto sub = read_kafka(*k, topic, got);
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return got.size() >= n; }, 20s))
+      << got.size();
+  std::set<std::string> payloads;
+  for (const auto& m : got) payloads.insert(std::string(m.data.view()));
+  EXPECT_EQ(payloads.size(), static_cast<std::size_t>(n));
+  EXPECT_EQ(got[0].headers.at("h"), "v");
+}
+
+TEST_F(Bridge, JetStreamToKafkaAtLeastOnce) {
+  std::string topic = unique("br-js2k-"), stream = unique("BRJS");
+  std::string subjects = unique("jsorders") + ".>";
+  std::string prefix = subjects.substr(0, subjects.size() - 2);
+  {
+    // The first produce to a new topic waits for the broker to create it.
+    auto warm = open(kafka_url());
+    bool done = false;
+    warm->publish_durable(Message{topic, Payload("warm-up"), {}, ""}, {},
+                          [&](std::error_code, const DurableReceipt&) { done = true; });
+    ASSERT_TRUE(test::run_until(
+        io, [&] { return done; }, 15s));
+  }
+  std::string js = "{type: nats, url: '" + nats().url() +
+                   "', jetstream: {streams: [{name: " + stream + ", subjects: ['" + subjects +
+                   "'], storage: memory}]}}";
+  start(
+      "transports:\n"
+      "  js: " +
+      js +
+      "\n"
+      "  events: {url: '" +
+      kafka_url() +
+      "'}\n"
+      "runtime: {transport: js}\n"
+      "bridges:\n"
+      "  - {name: js2k, from: {transport: js, subject: '" +
+      subjects +
+      "', durable: br, ack_wait_ms: 1000},\n"
+      "     to: {transport: events, topic: '" +
+      topic + "'}, max_in_flight: 64}\n");
+  EXPECT_TRUE(bridges->status().at(0).at_least_once);
+  TransportConfig tc = config.transports.at("js");
+  auto producer = host.create_transport(tc, TransportContext{strand});
+  ASSERT_FALSE(producer->connect());
+  opened.push_back(producer);
+  constexpr int n = 300;
+  int confirmed = 0;
+  for (int i = 0; i < n; ++i) {
+    producer->publish_durable(
+        Message{prefix + ".o" + std::to_string(i % 5), Payload("j" + std::to_string(i)), {}, ""},
+        {}, [&](std::error_code ec, const DurableReceipt&) {
+          EXPECT_FALSE(ec) << ec.message();
+          ++confirmed;
+        });
+  }
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return confirmed == n; }, 10s));
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return counters().relayed >= n && counters().in_flight == 0; }, 20s))
+      << counters().relayed;
+  auto k = open(kafka_url());
+  std::vector<Message> got;
+  auto sub = read_kafka(*k, topic, got);
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return got.size() >= n + 1; }, 20s))
+      << got.size();
+  test::settle(io, 300ms);  // duplicates, if any, come after
+  std::set<std::string> payloads;
+  for (const auto& m : got) payloads.insert(std::string(m.data.view()));
+  payloads.erase("warm-up");
+  EXPECT_EQ(payloads.size(), static_cast<std::size_t>(n)) << "lost messages";
+  // Every copy Kafka has beyond one per message came from a redelivery.
+  EXPECT_LE(got.size() - 1 - payloads.size(), counters().redelivered);
+
+  // Every message was acked: the same durable, after ack_wait, has nothing.
+  bool closed = false;
+  bridges->close([&] { closed = true; });
+  ASSERT_TRUE(test::run_until(io, [&] { return closed; }));
+  bridges.reset();
+  test::settle(io, 1200ms);
+  DurableSubscribe again;
+  again.subject = subjects;
+  again.durable = "br";
+  int redelivered = 0;
+  std::unique_ptr<Subscription> resub;
+  ASSERT_FALSE(producer->subscribe_durable(
+      again, [&](std::shared_ptr<DurableDelivery> d) { ++redelivered, d->ack(); }, resub));
+  test::settle(io, 500ms);
+  EXPECT_EQ(redelivered, 0) << "unacknowledged messages on the JetStream consumer";
+}
+
+TEST_F(Bridge, KafkaToNats) {
+  std::string topic = unique("br-k2n-");
+  auto k = open(kafka_url());
+  constexpr int n = 100;
+  int confirmed = 0;
+  for (int i = 0; i < n; ++i) {
+    k->publish_durable(Message{topic, Payload("k" + std::to_string(i)), {{"h", "v"}}, ""}, {},
+                       [&](std::error_code ec, const DurableReceipt&) {
+                         EXPECT_FALSE(ec) << ec.message();
+                         ++confirmed;
+                       });
+  }
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return confirmed == n; }, 15s));
+  auto bus = open(nats().url());
+  std::vector<Message> got;
+  auto sub = collect(*bus, "fromkafka.>", got);
+  start(
+      "transports:\n"
+      "  bus: {url: '" +
+      nats().url() +
+      "'}\n"
+      "  events: {url: '" +
+      kafka_url() +
+      "'}\n"
+      "runtime: {transport: bus}\n"
+      "bridges:\n"
+      "  - {name: k2n, from: {transport: events, topic: '" +
+      topic +
+      "'},\n"
+      "     to: {transport: bus, subject: 'fromkafka.{subject}'}}\n");
+  EXPECT_TRUE(bridges->status().at(0).at_least_once);
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return got.size() >= n; }, 25s))
+      << got.size();
+  EXPECT_EQ(got[0].subject, "fromkafka." + topic);
+  EXPECT_EQ(got[0].headers.at("h"), "v");
+  ASSERT_TRUE(test::run_until(io, [&] { return counters().in_flight == 0; }));
+  EXPECT_EQ(counters().relayed, static_cast<std::uint64_t>(n));
+}
+
+TEST_F(Bridge, RabbitMqToNats) {
+  std::string key = unique("rk");
+  start(
+      "transports:\n"
+      "  bus: {url: '" +
+      nats().url() +
+      "'}\n"
+      "  mq: {url: '" +
+      rabbit().url() +
+      "'}\n"
+      "runtime: {transport: bus}\n"
+      "bridges:\n"
+      "  - {name: r2n, from: {transport: mq, routing_key: '" +
+      key + ".*', durable: " + key +
+      "-q},\n"
+      "     to: {transport: bus, subject: 'fromrabbit.{2}'}}\n");
+  EXPECT_TRUE(bridges->status().at(0).at_least_once);
+  auto bus = open(nats().url());
+  std::vector<Message> got;
+  auto sub = collect(*bus, "fromrabbit.>", got);
+  auto mq = open(rabbit().url());
+  constexpr int n = 100;
+  int confirmed = 0;
+  for (int i = 0; i < n; ++i) {
+    mq->publish_durable(Message{key + ".r" + std::to_string(i), Payload("r"), {}, ""}, {},
+                        [&](std::error_code ec, const DurableReceipt&) {
+                          EXPECT_FALSE(ec) << ec.message();
+                          ++confirmed;
+                        });
+  }
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return confirmed == n; }, 15s));
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return got.size() >= n; }, 15s))
+      << got.size();
+  EXPECT_EQ(got[7].subject, "fromrabbit.r7");
+  ASSERT_TRUE(test::run_until(io, [&] { return counters().in_flight == 0; }));
+  EXPECT_EQ(counters().relayed, static_cast<std::uint64_t>(n));
+}
+
+#endif  // SWITCHBOARD_BRIDGE_TEST_SERVERS
+
+}  // namespace
+}  // namespace switchboard
