@@ -192,7 +192,10 @@ void add_export(CLI::App& events, int& exit_code) {
   cmd->add_flag("--from-scratch", *from_scratch, "start at sequence 1, not at the stored cursor");
   cmd->add_option("--consumer", *consumer, "the named consumer whose cursor is kept (export)");
   cmd->add_option("-o,--output", *output, "append to this file instead of stdout");
-  cmd->callback([store, from_scratch, consumer, output, &exit_code] {
+  // Every bound variable is captured, unused ones too: CLI11 writes through
+  // the references after this function has returned (ASan found --ndjson
+  // written into a freed bool).
+  cmd->callback([store, ndjson, from_scratch, consumer, output, &exit_code] {
     asio::io_context io;
     auto log = open_log(io, *store, false);
     if (!log) {
