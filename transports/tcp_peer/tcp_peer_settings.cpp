@@ -62,17 +62,9 @@ Address parse_address(const std::string& text, const std::string& key) {
 Settings read_settings(const TransportConfig& config) {
   Settings s;
   Reader top(config.options, "");
-  std::string mode = "auto";
-  top.read("mode", mode);
-  if (mode == "auto") {
-    s.mode = Mode::auto_;
-  } else if (mode == "listen") {
-    s.mode = Mode::listen;
-  } else if (mode == "connect") {
-    s.mode = Mode::connect;
-  } else {
-    throw OptionError("mode", "expected auto, listen or connect, got '" + mode + "'");
-  }
+  s.mode = Mode::auto_;
+  top.read_choice("mode", s.mode,
+                  {{"auto", Mode::auto_}, {"listen", Mode::listen}, {"connect", Mode::connect}});
 
   std::string listen;
   top.read("listen", listen);

@@ -6,10 +6,12 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <set>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "switchboard/config.hpp"
 #include "switchboard/json.hpp"
@@ -58,6 +60,24 @@ class OptionReader {
     if (!read(key, v)) return;
     if (v <= 0) throw OptionError(prefix_ + key, "must be above 0, got " + std::to_string(v));
     out = static_cast<std::size_t>(v);
+  }
+
+  // One of a fixed set of names, mapped to its value: {{"auto", Mode::auto_},
+  // ...}. An unknown name is an error that lists the accepted ones.
+  template <typename T>
+  void read_choice(const char* key, T& out,
+                   std::initializer_list<std::pair<const char*, T>> choices) {
+    std::string name;
+    if (!read(key, name)) return;
+    std::string accepted;
+    for (const auto& [text, value] : choices) {
+      if (name == text) {
+        out = value;
+        return;
+      }
+      accepted += (accepted.empty() ? "" : ", ") + std::string(text);
+    }
+    throw OptionError(prefix_ + key, "expected one of " + accepted + ", got '" + name + "'");
   }
 
   // The value of a key read by hand (lists, several accepted types), or
