@@ -3,7 +3,7 @@
 # timed test: it prints numbers and fails only when a benchmark is wrong
 # (the two sides answer differently), not when it is slow.
 #
-#   scripts/bench.sh [router|nats|mesh|codec|events] (no argument: all, one after the other)
+#   scripts/bench.sh [router|nats|mesh|codec|events|bridges] (no argument: all, one after the other)
 #
 # Router: builds bench/router_bench.cpp in Release, writes the pattern sets
 # and lookups, replays them through Switchboard's PatternRouter (Google
@@ -537,12 +537,32 @@ sys.exit(1 if problems else 0)
 PY
 }
 
+# ---- Bridges: NATS -> Kafka and NATS -> RabbitMQ ---------------------------------
+#
+# bench/bridges/bridge_bench.cpp starts its own nats-server, Kafka broker
+# and rabbitmq-server, runs `switchboard run` with two bridges, and measures
+# them against a raw librdkafka producer and a raw rabbitmq-c publisher with
+# confirms, taking turns, BENCH_REPEATS times; it prints the tables itself.
+bench_bridges() {
+  build_target switchboard_bridge_bench
+  local data=$build/bench-data/bridges
+  mkdir -p "$data"
+  "$root/scripts/kafka-fetch.sh" >&2
+  "$build/bin/switchboard_bridge_bench" --switchboard="$build/bin/switchboard" \
+    --repeats="$repeats" --messages="${BENCH_BRIDGE_MESSAGES:-50000}" \
+    --window="${BENCH_BRIDGE_WINDOW:-5000}" 2>"$data/run.log" || {
+    tail -30 "$data/run.log" >&2
+    die "switchboard_bridge_bench failed (log: $data/run.log)"
+  }
+}
+
 case $which_bench in
   router) bench_router ;;
   nats) bench_nats ;;
   codec) bench_codec ;;
   events) bench_events ;;
   mesh) bench_mesh ;;
+  bridges) bench_bridges ;;
   all)
     # Each in its own process, so that one failing still lets the other run.
     status=0
@@ -551,7 +571,8 @@ case $which_bench in
     "$root/scripts/bench.sh" mesh || status=1
     "$root/scripts/bench.sh" codec || status=1
     "$root/scripts/bench.sh" events || status=1
+    "$root/scripts/bench.sh" bridges || status=1
     exit $status
     ;;
-  *) die "unknown benchmark '$which_bench' (known: router, nats, mesh, codec, events)" ;;
+  *) die "unknown benchmark '$which_bench' (known: router, nats, mesh, codec, events, bridges)" ;;
 esac
