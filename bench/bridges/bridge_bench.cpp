@@ -52,6 +52,7 @@ struct Options {
   int repeats = 3;
   int rate = 1000;
   int seconds = 2;
+  std::string only;  // "kafka" or "rabbitmq": measure one destination
 };
 
 Options parse(int argc, char** argv) {
@@ -77,6 +78,8 @@ Options parse(int argc, char** argv) {
       o.repeats = std::stoi(*v);
     } else if (auto v = value("rate")) {
       o.rate = std::stoi(*v);
+    } else if (auto v = value("only")) {
+      o.only = *v;
     } else if (auto v = value("seconds")) {
       o.seconds = std::stoi(*v);
     } else {
@@ -251,8 +254,10 @@ int run(const Options& o) {
   for (int rep = 0; rep < o.repeats; ++rep) {
     for (std::size_t size : o.sizes) {
       std::string tag = std::to_string(size) + "-" + std::to_string(++run_id);
+      const bool kafka = o.only.empty() || o.only == "kafka";
+      const bool rabbitmq = o.only.empty() || o.only == "rabbitmq";
       // Kafka, raw producer.
-      {
+      if (kafka) {
         std::string topic = "raw-" + tag;
         create_kafka_topic(bootstrap, topic);
         Tally tally;
@@ -270,7 +275,7 @@ int run(const Options& o) {
             per_second(o.messages, start, tally));
       }
       // Kafka, through the bridge.
-      {
+      if (kafka) {
         std::string topic = "bridged-" + tag;
         create_kafka_topic(bootstrap, topic);
         Tally tally;
@@ -286,7 +291,7 @@ int run(const Options& o) {
                                     static_cast<double>(o.messages));
       }
       // RabbitMQ, raw publisher with confirms.
-      {
+      if (rabbitmq) {
         std::string key = "raw-" + tag;
         Tally tally;
         AmqpReader reader(amqp_host, amqp_port, key, tally);
@@ -303,7 +308,7 @@ int run(const Options& o) {
             per_second(o.messages, start, tally));
       }
       // RabbitMQ, through the bridge.
-      {
+      if (rabbitmq) {
         std::string key = "bridged-" + tag;
         Tally tally;
         AmqpReader reader(amqp_host, amqp_port, key, tally);
@@ -328,7 +333,7 @@ int run(const Options& o) {
       (bridged ? into.bridge_p50 : into.raw_p50).push_back(tally.latency_us(0.5));
       (bridged ? into.bridge_p99 : into.raw_p99).push_back(tally.latency_us(0.99));
     };
-    {
+    if (o.only.empty() || o.only == "kafka") {
       std::string raw_topic = "raw-" + tag, bridged_topic = "bridged-" + tag;
       create_kafka_topic(bootstrap, raw_topic);
       create_kafka_topic(bootstrap, bridged_topic);
@@ -347,7 +352,7 @@ int run(const Options& o) {
           },
           nats_idle, "NATS -> Kafka latency");
     }
-    {
+    if (o.only.empty() || o.only == "rabbitmq") {
       std::string raw_key = "raw-" + tag, bridged_key = "bridged-" + tag;
       AmqpConfirmPublisher publisher(amqp_host, amqp_port);
       latency(
@@ -382,6 +387,7 @@ int run(const Options& o) {
   for (const char* dest : {"kafka", "rabbitmq"}) {
     for (std::size_t size : o.sizes) {
       Row& r = rows[std::string(dest) + " " + std::to_string(size)];
+      if (r.raw_rate.empty()) continue;
       double raw = median(r.raw_rate), bridged = median(r.bridge_rate);
       std::printf("| %s | %zu | %.0f | %.0f | %.2fx | %s | %.1f |\n", dest, size, raw, bridged,
                   bridged / raw, bridged >= 0.8 * raw ? "met" : "NOT met", median(r.bridge_cpu_us));
@@ -393,6 +399,7 @@ int run(const Options& o) {
   std::printf("|---|---:|---:|---:|---:|---:|\n");
   for (auto& [dest, l] : std::vector<std::pair<const char*, Latency*>>{
            {"kafka", &kafka_latency}, {"rabbitmq", &amqp_latency}}) {
+    if (l->raw_p99.empty()) continue;
     double raw99 = median(l->raw_p99), br99 = median(l->bridge_p99);
     std::printf("| %s | %.0f | %.0f | %.0f | %.0f | %.0f |\n", dest, median(l->raw_p50), raw99,
                 median(l->bridge_p50), br99, br99 - raw99);
