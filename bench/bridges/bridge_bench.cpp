@@ -300,7 +300,9 @@ int run(const Options& o) {
             o.messages, o.window, size, tally,
             [&](const std::string& p) {
               publisher.publish(key, p);
-              publisher.poll();
+              // Reading confirms costs a poll(2) when none is buffered: a
+              // careful publisher looks every 256 messages, not after each.
+              if (publisher.published() % 256 == 0) publisher.poll();
             },
             [&] { publisher.poll(); }, "raw rabbitmq");
         publisher.wait_all_confirmed();
