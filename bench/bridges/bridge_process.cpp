@@ -1,9 +1,6 @@
 #include "bridge_process.hpp"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -36,29 +33,14 @@ BridgeProcess::BridgeProcess(const std::string& switchboard, const BridgeUrls& u
                         << "    from: { transport: bus, subject: \"torabbit.>\" }\n"
                         << "    to: { transport: rabbit, subject: \"{2}\" }\n"
                         << "    max_in_flight: " << window << "\n";
-  pid_ = ::fork();
-  if (pid_ < 0) throw std::runtime_error("fork failed");
-  if (pid_ == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int out = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(out, STDOUT_FILENO);
-    ::dup2(out, STDERR_FILENO);
-    ::execl(switchboard.c_str(), switchboard.c_str(), "run", config.c_str(),
-            static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-}
-
-bool BridgeProcess::running() {
-  if (pid_ <= 0) return false;
-  if (::waitpid(pid_, nullptr, WNOHANG) == pid_) pid_ = -1;
-  return pid_ > 0;
+  process_ = std::make_unique<switchboard::test::ChildProcess>(
+      std::vector<std::string>{switchboard, "run", config}, log_);
 }
 
 double BridgeProcess::cpu_seconds() const {
   // /proc/PID/stat: fields 14 and 15 are utime and stime in clock ticks;
   // the command name (field 2) is in parentheses and may hold spaces.
-  std::ifstream in("/proc/" + std::to_string(pid_) + "/stat");
+  std::ifstream in("/proc/" + std::to_string(process_->pid()) + "/stat");
   std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   auto close = stat.rfind(')');
   if (close == std::string::npos) return 0;
@@ -72,10 +54,7 @@ double BridgeProcess::cpu_seconds() const {
 }
 
 BridgeProcess::~BridgeProcess() {
-  if (pid_ > 0) {
-    ::kill(pid_, SIGTERM);
-    ::waitpid(pid_, nullptr, 0);
-  }
+  process_->stop(SIGTERM);
   std::error_code ignored;
   std::filesystem::remove_all(dir_, ignored);
 }

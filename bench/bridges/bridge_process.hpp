@@ -3,10 +3,11 @@
 // topic `<x>` and `torabbit.<x>` to the routing key `<x>` on RabbitMQ.
 #pragma once
 
-#include <sys/types.h>
-
 #include <cstddef>
+#include <memory>
 #include <string>
+
+#include "support/child_process.hpp"
 
 namespace bridge_bench {
 
@@ -18,17 +19,17 @@ class BridgeProcess {
  public:
   // `window`: the bridges' max_in_flight.
   BridgeProcess(const std::string& switchboard, const BridgeUrls& urls, std::size_t window);
-  ~BridgeProcess();  // SIGTERM, then waits
+  ~BridgeProcess();  // SIGTERM, then waits; removes the config and log
   BridgeProcess(const BridgeProcess&) = delete;
   BridgeProcess& operator=(const BridgeProcess&) = delete;
   const std::string& log_path() const { return log_; }
-  bool running();
+  bool running() { return process_->running(); }
   // User + system CPU the bridge process has used so far.
   double cpu_seconds() const;
 
  private:
   std::string dir_, log_;
-  pid_t pid_ = -1;
+  std::unique_ptr<switchboard::test::ChildProcess> process_;
 };
 
 }  // namespace bridge_bench

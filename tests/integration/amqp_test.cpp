@@ -10,6 +10,7 @@
 #include <map>
 
 #include "amqp_mapping.hpp"
+#include "support/child_process.hpp"
 #include "support/rabbitmq_server.hpp"
 #include "support/test_support.hpp"
 #include "switchboard/error.hpp"
@@ -120,15 +121,7 @@ class Amqp : public ::testing::Test {
     }
   }
 
-  static std::string run(const std::string& cmd) {
-    std::string out;
-    FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-    if (!p) return out;
-    char buf[4096];
-    while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-    ::pclose(p);
-    return out;
-  }
+  static std::string run(const std::string& cmd) { return test::shell_output(cmd); }
 
   asio::io_context io;
   PluginHost host{{test::plugin_dir()}};
