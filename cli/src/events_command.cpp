@@ -21,13 +21,6 @@ std::string default_store() {
   return env && *env ? env : "switchboard-events.db";
 }
 
-void add_store_option(CLI::App& cmd, std::string& store) {
-  store = default_store();
-  cmd.add_option("--store", store,
-                 "event store file (default: $SWITCHBOARD_EVENTS_STORE, else "
-                 "./switchboard-events.db)");
-}
-
 std::unique_ptr<EventLog> open_log(asio::io_context& io, const std::string& store, bool read_only) {
   EventLogOptions options;
   options.path = store;
@@ -275,14 +268,23 @@ void add_verify(CLI::App& events, int& exit_code) {
 
 }  // namespace
 
+void add_store_option(CLI::App& cmd, std::string& store) {
+  store = default_store();
+  cmd.add_option("--store", store,
+                 "event store file (default: $SWITCHBOARD_EVENTS_STORE, else "
+                 "./switchboard-events.db)");
+}
+
 void add_events_command(CLI::App& app, int& exit_code) {
-  auto* events = app.add_subcommand("events", "the event log: declare, emit, tail, export, verify");
+  auto* events =
+      app.add_subcommand("events", "the event log: declare, emit, tail, export, verify, replicate");
   events->require_subcommand(1);
   add_declare(*events, exit_code);
   add_emit(*events, exit_code);
   add_tail(*events, exit_code);
   add_export(*events, exit_code);
   add_verify(*events, exit_code);
+  add_replicate(*events, exit_code);
 }
 
 }  // namespace switchboard::cli

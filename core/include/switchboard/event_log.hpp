@@ -26,13 +26,15 @@
 // Tamper evidence: each event stores the SHA-256 of its predecessor and its
 // own hash over its fields and the predecessor's hash; verify() walks the
 // chain and names the first sequence that does not fit. docs/events.md has
-// the exact bytes hashed.
+// the exact bytes hashed. Events replicated from other logs (ingest()) join
+// the local chain under local sequences, so verify() covers them too.
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -107,9 +109,21 @@ struct EventLogOptions {
 
 // Group commit counters.
 struct EventLogStats {
-  std::uint64_t events = 0;   // events committed by this instance
+  std::uint64_t events = 0;   // events committed by this instance (emits)
   std::uint64_t batches = 0;  // transactions (one fsync each)
   std::uint64_t largest_batch = 0;
+  std::uint64_t foreign_events = 0;  // events of other origins stored by ingest()
+};
+
+// What ingest() did with a batch of events made by other logs.
+struct IngestResult {
+  std::size_t stored = 0;      // appended, with new local sequences
+  std::size_t duplicates = 0;  // here already (origin_sequence <= the origin's head)
+  std::size_t gaps = 0;        // not stored: an earlier event of their origin is missing
+  std::size_t rejected = 0;    // malformed (id does not match, payload not an object, ...)
+  // Stored although the payload does not fit the local schema of its type
+  // (the origin validated it against its own; see docs/events.md).
+  std::size_t schema_mismatches = 0;
 };
 
 // What verify() found.
@@ -211,6 +225,44 @@ class EventLog {
         token, std::move(name), position);
   }
 
+  // ---- Replication (EventReplicator in event_replication.hpp uses these) ----
+
+  // Stores events made by other logs (keeping their id, type, origin,
+  // origin_sequence, timestamp and payload; sequence and hashes are ignored
+  // and assigned here, in the local chain). Per origin, an event is stored
+  // only right after its predecessor (origin_sequence = head + 1); older
+  // ones are duplicates, later ones gaps: both are skipped. Malformed events
+  // are rejected (logged). Foreign types need no declaration here.
+  // Completion: void(std::error_code, IngestResult) once durable, on the
+  // token's executor (the log's strand when it has none). Errors:
+  // not_supported (read-only), closed, transport_error (the store failed;
+  // nothing of the batch is stored).
+  template <typename Token>
+  auto ingest(std::vector<Event> events, Token&& token) {
+    return asio::async_initiate<Token, void(std::error_code, IngestResult)>(
+        [this](auto handler, std::vector<Event> events) {
+          using H = std::decay_t<decltype(handler)>;
+          auto h = std::make_shared<H>(std::move(handler));
+          auto ex = asio::get_associated_executor(*h, executor());
+          auto work = std::make_shared<asio::executor_work_guard<decltype(ex)>>(ex);
+          start_ingest(std::move(events), [h, ex, work](std::error_code ec, IngestResult r) {
+            asio::post(ex, [h, ec, r]() mutable { std::move (*h)(ec, r); });
+            work->reset();
+          });
+        },
+        token, std::move(events));
+  }
+
+  // Per origin, the highest origin_sequence stored (events 1..n of that
+  // origin are all here): the replication cursors. Committed state only.
+  std::map<std::string, std::uint64_t> origin_heads() const;
+  std::uint64_t origin_head(const std::string& origin) const;  // 0 when none
+
+  // Up to `max` events of `origin` with origin_sequence >= from, in
+  // origin_sequence order (synchronous, like read()).
+  std::size_t read_origin(const std::string& origin, std::uint64_t from, std::size_t max,
+                          const EventHandler& fn, std::error_code& ec) const;
+
   // Walks the whole chain from sequence 1 (with its own connection).
   VerifyResult verify() const;
 
@@ -228,6 +280,8 @@ class EventLog {
   void start_emit(std::string type, Json payload, EmitDone done);
   void start_save_consumer(std::string name, std::uint64_t position,
                            std::function<void(std::error_code)> done);
+  using IngestDone = std::function<void(std::error_code, IngestResult)>;
+  void start_ingest(std::vector<Event> events, IngestDone done);
 
   struct Impl;
   std::shared_ptr<Impl> impl_;

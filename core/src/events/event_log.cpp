@@ -19,6 +19,7 @@
 
 #include "../payload_schema.hpp"
 #include "event_hash.hpp"
+#include "foreign_events.hpp"
 #include "sqlite_store.hpp"
 
 namespace switchboard {
@@ -132,8 +133,22 @@ struct EventLog::Impl : std::enable_shared_from_this<EventLog::Impl> {
   std::int64_t last_ts = 0;
   std::uint64_t origin_sequence = 0;
 
+  // ---- replication: foreign events from ingest(), same writer ----
+  struct IngestOp {
+    std::vector<Event> events;  // checked by start_ingest
+    IngestResult result;        // rejected and schema_mismatches counted already
+    IngestDone done;
+  };
+  std::deque<IngestOp> ingests;  // under queue_mutex
+  // Per origin other than ours, the highest origin_sequence stored: writer
+  // thread only. Ours is origin_sequence.
+  std::map<std::string, std::uint64_t> writer_heads;
+  // The committed heads (ours included) for origin_heads(), under heads_mutex.
+  mutable std::mutex heads_mutex;
+  std::map<std::string, std::uint64_t> heads;
+
   std::atomic<std::uint64_t> committed{0};  // newest durable sequence
-  std::atomic<std::uint64_t> stat_events{0}, stat_batches{0}, stat_largest{0};
+  std::atomic<std::uint64_t> stat_events{0}, stat_batches{0}, stat_largest{0}, stat_foreign{0};
 
   // ---- reads ----
   mutable std::mutex read_mutex;
@@ -150,7 +165,10 @@ struct EventLog::Impl : std::enable_shared_from_this<EventLog::Impl> {
       : options(std::move(opts)), strand(asio::make_strand(ex)) {}
 
   void writer_loop();
-  void run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& misc_ops);
+  void run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& misc_ops,
+                 std::vector<IngestOp>& ingest_ops);
+  using HeadUndo = std::vector<std::pair<std::string, std::uint64_t>>;
+  void append_foreign(std::vector<IngestOp>& ops, std::vector<Event>& out, HeadUndo& undo);
   void dispatch(const std::shared_ptr<std::vector<Event>>& batch);
   void catch_up(const std::shared_ptr<StreamState>& s);
   void save_cursor(StreamState& s);
@@ -200,11 +218,13 @@ void EventLog::Impl::save_cursor(StreamState& s) {
 void EventLog::Impl::writer_loop() {
   std::vector<EmitOp> batch;
   std::vector<MiscOp> misc_ops;
+  std::vector<IngestOp> ingest_ops;
   for (;;) {
     {
       std::unique_lock lock(queue_mutex);
-      queue_cv.wait(lock, [this] { return stopping || !emits.empty() || !misc.empty(); });
-      if (emits.empty() && misc.empty()) return;  // stopping, drained
+      queue_cv.wait(
+          lock, [this] { return stopping || !emits.empty() || !misc.empty() || !ingests.empty(); });
+      if (emits.empty() && misc.empty() && ingests.empty()) return;  // stopping, drained
       std::size_t n = std::min(emits.size(), options.max_batch);
       batch.clear();
       batch.reserve(n);
@@ -214,18 +234,25 @@ void EventLog::Impl::writer_loop() {
       }
       misc_ops.clear();
       misc_ops.swap(misc);
+      ingest_ops.clear();
+      while (!ingests.empty()) {
+        ingest_ops.push_back(std::move(ingests.front()));
+        ingests.pop_front();
+      }
     }
-    run_batch(batch, misc_ops);
+    run_batch(batch, misc_ops, ingest_ops);
   }
 }
 
-void EventLog::Impl::run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& misc_ops) {
+void EventLog::Impl::run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& misc_ops,
+                               std::vector<IngestOp>& ingest_ops) {
   auto events = std::make_shared<std::vector<Event>>();
   events->reserve(batch.size());
   const std::uint64_t seq0 = last_sequence;
   const EventHash hash0 = last_hash;
   const std::int64_t ts0 = last_ts;
   const std::uint64_t oseq0 = origin_sequence;
+  HeadUndo undo;  // writer_heads entries before this batch changed them
   std::error_code ec;
   std::string why;
   try {
@@ -251,6 +278,7 @@ void EventLog::Impl::run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& 
         last_ts = ts;
         ++origin_sequence;
       }
+      if (!ingest_ops.empty()) append_foreign(ingest_ops, *events, undo);
       for (const auto& m : misc_ops) {
         if (m.kind == MiscOp::Kind::type) {
           write_store->put_type(m.name, m.schema);
@@ -268,6 +296,7 @@ void EventLog::Impl::run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& 
     last_hash = hash0;
     last_ts = ts0;
     origin_sequence = oseq0;
+    for (auto it = undo.rbegin(); it != undo.rend(); ++it) writer_heads[it->first] = it->second;
     ec = make_error_code(errc::transport_error);
     why = ex.what();
     spdlog::error("event log '{}': commit of {} events failed: {}", options.path, batch.size(),
@@ -275,6 +304,13 @@ void EventLog::Impl::run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& 
   }
 
   if (!ec) {
+    if (origin_sequence != oseq0 || !undo.empty()) {
+      std::lock_guard lock(heads_mutex);
+      if (origin_sequence != oseq0) heads[origin] = origin_sequence;
+      for (const auto& [o, before] : undo) {
+        if (writer_heads[o] > 0) heads[o] = writer_heads[o];
+      }
+    }
     committed.store(last_sequence);
     stat_events += batch.size();
     if (!batch.empty()) ++stat_batches;
@@ -293,9 +329,55 @@ void EventLog::Impl::run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& 
   for (auto& m : misc_ops) {
     if (m.done) m.done(ec);
   }
+  for (auto& op : ingest_ops) {
+    if (ec) op.result.stored = 0;
+    op.done(ec, op.result);
+  }
   if (!ec && !events->empty()) {
     asio::post(strand, [self = shared_from_this(), events] { self->dispatch(events); });
   }
+}
+
+// Foreign events (replication) join the chain after this batch's emits.
+// Per origin only the next origin_sequence is taken, so a store holds events
+// 1..n of every origin: duplicates and gaps are skipped and counted. They keep
+// the origin's timestamp, which therefore does not move last_ts.
+void EventLog::Impl::append_foreign(std::vector<IngestOp>& ops, std::vector<Event>& out,
+                                    HeadUndo& undo) {
+  std::size_t stored = 0;
+  for (auto& op : ops) {
+    for (Event& in : op.events) {
+      const bool ours = in.origin == origin;
+      std::uint64_t* head = &origin_sequence;
+      if (!ours) {
+        auto [it, added] = writer_heads.try_emplace(in.origin, 0);
+        if (added || std::none_of(undo.begin(), undo.end(),
+                                  [&](const auto& u) { return u.first == in.origin; })) {
+          undo.emplace_back(in.origin, it->second);
+        }
+        head = &it->second;
+      }
+      if (in.origin_sequence <= *head) {
+        ++op.result.duplicates;
+        continue;
+      }
+      if (in.origin_sequence != *head + 1) {
+        ++op.result.gaps;
+        continue;
+      }
+      Event& e = out.emplace_back(std::move(in));
+      e.sequence = last_sequence + 1;
+      e.prev_hash = last_hash;
+      e.hash = events::event_hash(e);
+      write_store->insert(e);
+      last_sequence = e.sequence;
+      last_hash = e.hash;
+      *head = e.origin_sequence;
+      ++op.result.stored;
+      ++stored;
+    }
+  }
+  stat_foreign += stored;
 }
 
 void EventLog::Impl::dispatch(const std::shared_ptr<std::vector<Event>>& batch) {
@@ -381,8 +463,13 @@ EventLog::EventLog(asio::any_io_executor executor, EventLogOptions options)
       auto head = d.write_store->head();
       d.last_sequence = head.sequence;
       d.last_hash = head.hash;
-      d.last_ts = head.timestamp_us;
+      // Our own newest timestamp: a foreign event's (another clock) must
+      // not hold back or push forward ours.
+      d.last_ts = d.write_store->origin_last_timestamp(d.origin);
       d.origin_sequence = d.write_store->max_origin_sequence(d.origin);
+      d.heads = d.write_store->origin_heads();
+      d.writer_heads = d.heads;
+      d.writer_heads.erase(d.origin);
       d.committed = head.sequence;
       d.dispatched = head.sequence;
       for (auto& [name, text] : d.write_store->types()) {
@@ -588,6 +675,81 @@ std::shared_ptr<EventStream> EventLog::stream(StreamOptions options, EventHandle
   return s;
 }
 
+void EventLog::start_ingest(std::vector<Event> events, IngestDone done) {
+  Impl& d = *impl_;
+  if (d.options.read_only) return done(make_error_code(errc::not_supported), {});
+  Impl::IngestOp op;
+  op.events.reserve(events.size());
+  for (Event& e : events) {
+    std::shared_ptr<const Json> schema;
+    {
+      std::shared_lock lock(d.types_mutex);
+      auto it = d.types.find(e.type);
+      if (it != d.types.end()) schema = it->second;
+    }
+    switch (events::check_foreign(e, schema.get())) {
+      case events::ForeignCheck::ok:
+        break;
+      case events::ForeignCheck::schema_mismatch:
+        ++op.result.schema_mismatches;
+        break;
+      case events::ForeignCheck::malformed:
+        ++op.result.rejected;
+        continue;
+    }
+    op.events.push_back(std::move(e));
+  }
+  op.done = std::move(done);
+  {
+    std::lock_guard lock(d.queue_mutex);
+    if (!d.closed) {
+      d.ingests.push_back(std::move(op));
+      d.queue_cv.notify_one();
+      return;
+    }
+  }
+  op.done(make_error_code(errc::closed), op.result);
+}
+
+std::map<std::string, std::uint64_t> EventLog::origin_heads() const {
+  if (!impl_->options.read_only) {
+    std::lock_guard lock(impl_->heads_mutex);
+    return impl_->heads;
+  }
+  std::lock_guard lock(impl_->read_mutex);
+  try {
+    return impl_->read_store->origin_heads();
+  } catch (const StoreError& ex) {
+    spdlog::error("{}", ex.what());
+    return {};
+  }
+}
+
+std::uint64_t EventLog::origin_head(const std::string& origin) const {
+  if (!impl_->options.read_only) {
+    std::lock_guard lock(impl_->heads_mutex);
+    auto it = impl_->heads.find(origin);
+    return it == impl_->heads.end() ? 0 : it->second;
+  }
+  auto all = origin_heads();
+  auto it = all.find(origin);
+  return it == all.end() ? 0 : it->second;
+}
+
+std::size_t EventLog::read_origin(const std::string& origin, std::uint64_t from, std::size_t max,
+                                  const EventHandler& fn, std::error_code& ec) const {
+  ec.clear();
+  std::lock_guard lock(impl_->read_mutex);
+  Event scratch;
+  try {
+    return impl_->read_store->read_origin(origin, from, max, fn, scratch);
+  } catch (const StoreError& ex) {
+    spdlog::error("{}", ex.what());
+    ec = make_error_code(errc::transport_error);
+    return 0;
+  }
+}
+
 std::size_t EventLog::read(std::uint64_t from, std::size_t max, const EventHandler& fn,
                            std::error_code& ec) const {
   return impl_->read(from, UINT64_MAX, max, fn, ec);
@@ -674,7 +836,8 @@ const std::string& EventLog::path() const {
   return impl_->options.path;
 }
 EventLogStats EventLog::stats() const {
-  return {impl_->stat_events.load(), impl_->stat_batches.load(), impl_->stat_largest.load()};
+  return {impl_->stat_events.load(), impl_->stat_batches.load(), impl_->stat_largest.load(),
+          impl_->stat_foreign.load()};
 }
 asio::any_io_executor EventLog::executor() const {
   return impl_->strand;

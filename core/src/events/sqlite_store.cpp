@@ -100,6 +100,10 @@ SqliteStore::SqliteStore(const std::string& path, Mode mode) : path_(path) {
     read_ = Statement(db_,
                       "SELECT seq, id, type, origin, origin_seq, ts, payload, prev_hash, hash "
                       "FROM events WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?");
+    read_origin_ = Statement(db_,
+                             "SELECT seq, id, type, origin, origin_seq, ts, payload, prev_hash, "
+                             "hash FROM events WHERE origin = ? AND origin_seq >= ? "
+                             "ORDER BY origin_seq LIMIT ?");
     if (mode == Mode::read_write) {
       insert_ = Statement(db_,
                           "INSERT INTO events(seq, id, type, origin, origin_seq, ts, payload, "
@@ -111,6 +115,7 @@ SqliteStore::SqliteStore(const std::string& path, Mode mode) : path_(path) {
   } catch (...) {
     insert_ = Statement();
     read_ = Statement();
+    read_origin_ = Statement();
     put_consumer_ = Statement();
     sqlite3_close(db_);
     db_ = nullptr;
@@ -121,6 +126,7 @@ SqliteStore::SqliteStore(const std::string& path, Mode mode) : path_(path) {
 SqliteStore::~SqliteStore() {
   insert_ = Statement();
   read_ = Statement();
+  read_origin_ = Statement();
   put_consumer_ = Statement();
   sqlite3_close(db_);
 }
@@ -157,6 +163,28 @@ std::uint64_t SqliteStore::max_origin_sequence(const std::string& origin) {
   sqlite3_bind_text(s.get(), 1, origin.data(), static_cast<int>(origin.size()), SQLITE_STATIC);
   if (sqlite3_step(s.get()) != SQLITE_ROW) fail(sqlite3_errmsg(db_));
   return static_cast<std::uint64_t>(sqlite3_column_int64(s.get(), 0));
+}
+
+std::map<std::string, std::uint64_t> SqliteStore::origin_heads() {
+  Statement s(db_, "SELECT origin, MAX(origin_seq) FROM events GROUP BY origin");
+  std::map<std::string, std::uint64_t> out;
+  int rc;
+  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+    std::string origin;
+    assign_text(s.get(), 0, origin);
+    out.emplace(std::move(origin), static_cast<std::uint64_t>(sqlite3_column_int64(s.get(), 1)));
+  }
+  if (rc != SQLITE_DONE) fail(sqlite3_errmsg(db_));
+  return out;
+}
+
+std::int64_t SqliteStore::origin_last_timestamp(const std::string& origin) {
+  Statement s(db_, "SELECT ts FROM events WHERE origin = ? ORDER BY origin_seq DESC LIMIT 1");
+  sqlite3_bind_text(s.get(), 1, origin.data(), static_cast<int>(origin.size()), SQLITE_STATIC);
+  int rc = sqlite3_step(s.get());
+  if (rc == SQLITE_DONE) return 0;
+  if (rc != SQLITE_ROW) fail(sqlite3_errmsg(db_));
+  return sqlite3_column_int64(s.get(), 0);
 }
 
 std::optional<std::string> SqliteStore::meta(const std::string& key) {
@@ -261,6 +289,20 @@ std::size_t SqliteStore::read(std::uint64_t from, std::uint64_t to, std::size_t 
   sqlite3_bind_int64(s, 1, clamp(from));
   sqlite3_bind_int64(s, 2, clamp(to));
   sqlite3_bind_int64(s, 3, clamp(max));
+  return step_events(s, fn, e);
+}
+
+std::size_t SqliteStore::read_origin(const std::string& origin, std::uint64_t from, std::size_t max,
+                                     const std::function<void(const Event&)>& fn, Event& e) {
+  sqlite3_stmt* s = read_origin_.get();
+  sqlite3_bind_text(s, 1, origin.data(), static_cast<int>(origin.size()), SQLITE_TRANSIENT);
+  sqlite3_bind_int64(s, 2, static_cast<sqlite3_int64>(std::min<std::uint64_t>(from, INT64_MAX)));
+  sqlite3_bind_int64(s, 3, static_cast<sqlite3_int64>(std::min<std::uint64_t>(max, INT64_MAX)));
+  return step_events(s, fn, e);
+}
+
+std::size_t SqliteStore::step_events(sqlite3_stmt* s, const std::function<void(const Event&)>& fn,
+                                     Event& e) {
   std::size_t n = 0;
   int rc;
   // Reset even when fn throws, so the read snapshot is released.

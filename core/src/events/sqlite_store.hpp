@@ -54,6 +54,10 @@ class SqliteStore {
   };
   Head head();
   std::uint64_t max_origin_sequence(const std::string& origin);
+  // Per origin, the highest origin_seq (replication cursors).
+  std::map<std::string, std::uint64_t> origin_heads();
+  // The timestamp of origin's newest event; 0 when it has none.
+  std::int64_t origin_last_timestamp(const std::string& origin);
   std::optional<std::string> meta(const std::string& key);
   std::map<std::string, std::string> types();
   std::optional<std::uint64_t> consumer(const std::string& name);
@@ -72,13 +76,19 @@ class SqliteStore {
   std::size_t read(std::uint64_t from, std::uint64_t to, std::size_t max,
                    const std::function<void(const Event&)>& fn, Event& scratch);
 
+  // Events of `origin` with origin_seq >= from, at most `max`, in
+  // origin_seq order.
+  std::size_t read_origin(const std::string& origin, std::uint64_t from, std::size_t max,
+                          const std::function<void(const Event&)>& fn, Event& scratch);
+
   void exec(const char* sql);
 
  private:
   [[noreturn]] void fail(const std::string& what) const;
   sqlite3* db_ = nullptr;
   std::string path_;
-  Statement insert_, read_, put_consumer_;
+  std::size_t step_events(sqlite3_stmt* s, const std::function<void(const Event&)>& fn, Event& e);
+  Statement insert_, read_, read_origin_, put_consumer_;
 };
 
 }  // namespace switchboard::events
