@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <iostream>
 #include <set>
 #include <thread>
 
@@ -176,6 +177,8 @@ TEST(EventReplicationPartition, KilledNodeRestartsAndAllConverge) {
   for (const auto& k : sets[0]) ids.insert(std::get<0>(k));
   for (const auto& id : acked) EXPECT_TRUE(ids.count(id)) << "acknowledged " << id << " missing";
   EXPECT_GE(ids.size(), acked.size());
+  std::cout << "converged: " << ids.size() << " events on each store, " << acked.size()
+            << " of them acknowledged to the emitters\n";
 
   for (auto* p : {a.get(), b.get(), c.get()}) {
     p->kill(SIGTERM);

@@ -82,7 +82,8 @@ TEST_F(TcpPeerReplication, CutOffNodeConvergesAfterReconnecting) {
   b_->emit(200, 100, acked);
   c_->emit(120, 100, acked);
   ASSERT_TRUE(test::run_until(io_, [&] { return *acked == 340; }));
-  ASSERT_TRUE(test::converge(io_, {a_.get(), b_.get()}, 220));
+  ASSERT_TRUE(test::converge(io_, {a_.get(), b_.get()}, 240))
+      << Json(a_->log->origin_heads()).dump() << " " << Json(b_->log->origin_heads()).dump();
   EXPECT_EQ(c_->log->last_sequence(), 140u);  // it really was cut off
 
   c_->connect(host_, mesh("c"), options());
