@@ -50,9 +50,16 @@ struct EventReplicator::Impl : std::enable_shared_from_this<EventReplicator::Imp
   std::map<std::string, std::string> sender;   // per origin: who sent it last
   struct Fetch {
     std::string from;
+    std::uint64_t first = 0;  // the origin_sequence asked from
     Clock::time_point deadline;
   };
   std::map<std::string, Fetch> in_flight;  // per origin: one fetch at a time
+  // Per origin, while answers are being stored: the highest origin_sequence
+  // handed to ingest from answers (they continue the head), so the next
+  // fetch goes out before the commit (pipelined), and how many such ingests
+  // are pending.
+  std::map<std::string, std::uint64_t> queued;
+  std::map<std::string, int> answers_pending;
   Clock::time_point last_announce{};
 
   struct Counters {
@@ -221,28 +228,41 @@ void EventReplicator::Impl::on_events(rp::EventsMessage m) {
     pump(m.answers);
     return;
   }
+  // The answer to the pending fetch (not a late one to an older fetch)?
+  std::string answers;
+  if (!m.answers.empty()) {
+    auto it = in_flight.find(m.answers);
+    if (it != in_flight.end() && it->second.from == m.node &&
+        it->second.first == m.events.front().origin_sequence &&
+        m.events.back().origin == m.answers) {
+      answers = m.answers;
+      in_flight.erase(it);
+      auto& q = queued[answers];
+      q = std::max(q, m.events.back().origin_sequence);
+      ++answers_pending[answers];
+    }
+  }
   log.ingest(std::move(m.events),
-             asio::bind_executor(
-                 ex, [self = shared_from_this(), origins = std::move(origins), answers = m.answers,
-                      from = m.node](std::error_code ec, IngestResult r) {
-                   if (self->stopped) return;
-                   auto& c = self->counters;
-                   c.stored += r.stored;
-                   c.duplicates += r.duplicates;
-                   c.gaps += r.gaps;
-                   c.rejected += r.rejected;
-                   if (ec) {
-                     spdlog::error("event replication: storing events from '{}' failed: {}", from,
-                                   ec.message());
-                   }
-                   if (!answers.empty()) {
-                     auto it = self->in_flight.find(answers);
-                     if (it != self->in_flight.end() && it->second.from == from) {
-                       self->in_flight.erase(it);
-                     }
-                   }
-                   for (const auto& o : origins) self->pump(o);
-                 }));
+             asio::bind_executor(ex, [self = shared_from_this(), origins = std::move(origins),
+                                      answers, from = m.node](std::error_code ec, IngestResult r) {
+               if (self->stopped) return;
+               auto& c = self->counters;
+               c.stored += r.stored;
+               c.duplicates += r.duplicates;
+               c.gaps += r.gaps;
+               c.rejected += r.rejected;
+               if (ec) {
+                 spdlog::error("event replication: storing events from '{}' failed: {}", from,
+                               ec.message());
+               }
+               if (!answers.empty() && --self->answers_pending[answers] == 0) {
+                 // Stored (or failed): the committed head says where to go on.
+                 self->answers_pending.erase(answers);
+                 self->queued.erase(answers);
+               }
+               for (const auto& o : origins) self->pump(o);
+             }));
+  if (!answers.empty()) pump(answers);  // the next batch, while this one commits
 }
 
 void EventReplicator::Impl::on_state(rp::StateMessage m) {
@@ -300,7 +320,8 @@ void EventReplicator::Impl::on_fetch(const rp::FetchMessage& m, const std::strin
 // have more than this log and no fetch for it is pending.
 void EventReplicator::Impl::pump(const std::string& origin) {
   if (stopped || origin.empty()) return;
-  const std::uint64_t head = log.origin_head(origin);
+  std::uint64_t head = log.origin_head(origin);
+  if (auto q = queued.find(origin); q != queued.end()) head = std::max(head, q->second);
   const auto now = Clock::now();
   auto fl = in_flight.find(origin);
   if (fl != in_flight.end()) {
@@ -333,7 +354,7 @@ void EventReplicator::Impl::pump(const std::string& origin) {
     return;
   }
   ++counters.fetches_sent;
-  in_flight[origin] = {source, now + options.fetch_timeout};
+  in_flight[origin] = {source, head + 1, now + options.fetch_timeout};
 }
 
 void EventReplicator::Impl::announce() {
