@@ -1,10 +1,11 @@
 // A partition with real processes: three `switchboard events replicate`
-// nodes on tcp_peer (the first listens, the others join it). Node c is
-// killed with kill -9 in the middle of a burst of emits, a and b emit while
-// it is dead, c restarts on its store and emits more; then every store holds
-// the same set of events, every acknowledged event among them, and each
-// store's chain verifies. The stores are read by this process, read-only,
-// beside the nodes that write them.
+// nodes on tcp_peer (the first listens, the others join it). One node is
+// killed with kill -9 in the middle of a burst of emits, the others emit
+// while it is dead, it restarts on its store and emits more; then every
+// store holds the same set of events, every acknowledged event among them,
+// and each store's chain verifies. Once the joined node c is the victim,
+// once the listening node a (then b and c are cut off from each other too). The stores are read by
+// this process, read-only, beside the nodes that write them.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -131,34 +132,48 @@ std::set<test::EventKey> read_store(asio::io_context& io, const std::string& pat
   }
 }
 
-TEST(EventReplicationPartition, KilledNodeRestartsAndAllConverge) {
-  test::TempDir dir("partition");
+// Three nodes; `victim` (0: a, the one listening, so b and c lose each
+// other too; 2: c, which joined a) is killed with kill -9 in a burst of its
+// emits; the other two emit while it is dead; it restarts on its store and
+// emits more. Then all three stores must hold the same events.
+void partition_round(int victim) {
+  test::TempDir dir("partition-" + std::to_string(victim));
   std::string url = "tcp://127.0.0.1:" + std::to_string(test::free_loopback_port());
-  std::string sa = dir.file("a.db"), sb = dir.file("b.db"), sc = dir.file("c.db");
-  auto a = start_node(url, sa, "a");  // listens
-  auto b = start_node(url, sb, "b");
-  auto c = start_node(url, sc, "c");
+  const std::string names[3] = {"a", "b", "c"};
+  std::string stores[3];
+  std::unique_ptr<NodeProcess> nodes[3];
+  for (int i = 0; i < 3; ++i) {
+    stores[i] = dir.file(names[i] + ".db");
+    nodes[i] = start_node(url, stores[i], names[i]);  // a listens, b and c join it
+  }
   std::set<std::string> acked;
+  int next = 0;  // payload numbers, unique over the test
 
-  emit(*a, 0, 30);
-  emit(*b, 100, 30);
-  collect(*a, 30, acked);
-  collect(*b, 30, acked);
-  // c: a burst, killed after some of it was acknowledged, the rest in flight.
-  emit(*c, 200, 300);
-  collect(*c, 40, acked);
-  c->kill(SIGKILL);
-  ASSERT_TRUE(WIFSIGNALED(c->exit_status()));
-  c.reset();
+  for (int i = 0; i < 3; ++i) {
+    if (i == victim) continue;
+    emit(*nodes[i], next, 30);
+    next += 30;
+    collect(*nodes[i], 30, acked);
+  }
+  // The victim: a burst, killed after some of it was acknowledged, the
+  // rest in flight.
+  emit(*nodes[victim], next, 2000);
+  next += 2000;
+  collect(*nodes[victim], 40, acked);
+  nodes[victim]->kill(SIGKILL);
+  ASSERT_TRUE(WIFSIGNALED(nodes[victim]->exit_status()));
+  nodes[victim].reset();
 
-  emit(*a, 30, 50);
-  emit(*b, 130, 50);
-  collect(*a, 50, acked);
-  collect(*b, 50, acked);
+  for (int i = 0; i < 3; ++i) {
+    if (i == victim) continue;
+    emit(*nodes[i], next, 50);
+    next += 50;
+    collect(*nodes[i], 50, acked);
+  }
 
-  c = start_node(url, sc, "c");  // same store, same origin
-  emit(*c, 500, 25);
-  collect(*c, 25, acked);
+  nodes[victim] = start_node(url, stores[victim], names[victim]);  // same store and origin
+  emit(*nodes[victim], next, 25);
+  collect(*nodes[victim], 25, acked);
 
   asio::io_context io;
   std::set<test::EventKey> sets[3];
@@ -167,9 +182,7 @@ TEST(EventReplicationPartition, KilledNodeRestartsAndAllConverge) {
   for (auto deadline = std::chrono::steady_clock::now() + 60s;
        !converged && std::chrono::steady_clock::now() < deadline;) {
     std::this_thread::sleep_for(100ms);
-    sets[0] = read_store(io, sa);
-    sets[1] = read_store(io, sb);
-    sets[2] = read_store(io, sc);
+    for (int i = 0; i < 3; ++i) sets[i] = read_store(io, stores[i]);
     converged = !sets[0].empty() && sets[0] == sets[1] && sets[1] == sets[2];
   }
   ASSERT_TRUE(converged) << sets[0].size() << " " << sets[1].size() << " " << sets[2].size();
@@ -180,12 +193,12 @@ TEST(EventReplicationPartition, KilledNodeRestartsAndAllConverge) {
   std::cout << "converged: " << ids.size() << " events on each store, " << acked.size()
             << " of them acknowledged to the emitters\n";
 
-  for (auto* p : {a.get(), b.get(), c.get()}) {
+  for (auto& p : nodes) {
     p->kill(SIGTERM);
     EXPECT_TRUE(WIFEXITED(p->exit_status()) && WEXITSTATUS(p->exit_status()) == 0)
         << "status " << p->exit_status();
   }
-  for (const auto& path : {sa, sb, sc}) {
+  for (const auto& path : stores) {
     EventLogOptions o;
     o.path = path;
     o.read_only = true;
@@ -194,6 +207,14 @@ TEST(EventReplicationPartition, KilledNodeRestartsAndAllConverge) {
     EXPECT_TRUE(v.ok) << path << ": " << v.reason;
     EXPECT_EQ(v.events, ids.size()) << path;
   }
+}
+
+TEST(EventReplicationPartition, KilledJoinedNodeRestartsAndAllConverge) {
+  partition_round(2);
+}
+
+TEST(EventReplicationPartition, KilledListeningNodeRestartsAndAllConverge) {
+  partition_round(0);
 }
 
 }  // namespace
