@@ -131,7 +131,7 @@ bool EventReplicator::Impl::publish(const std::string& subject, std::string body
   m.data = Payload(std::move(body));
   m.reply_to = reply_to;
   if (auto ec = transport->publish(std::move(m))) {
-    spdlog::warn("event replication: publish to '{}' failed: {}", subject, ec.message());
+    spdlog::debug("event replication: publish to '{}' failed: {}", subject, ec.message());
     return false;
   }
   return true;
@@ -172,6 +172,12 @@ void EventReplicator::Impl::flush() {
   };
   for (const Event& e : batch) {
     std::string one = rp::encode_event(e);
+    if (one.size() + 256 > transport->max_payload()) {
+      spdlog::error(
+          "event replication: event {} ('{}', {} bytes) does not fit in one message of the "
+          "transport (max_payload {}); it is not replicated",
+          e.id, e.type, one.size(), transport->max_payload());
+    }
     if (!encoded.empty() &&
         (encoded.size() >= options.batch_events || bytes + one.size() > budget)) {
       send();
