@@ -249,6 +249,21 @@ TEST_F(InprocReplication, LateJoinerCatchesUpInBatches) {
   EXPECT_TRUE(b->log->verify().ok);
 }
 
+// a's events reach c, which joins after a has gone, through b.
+TEST_F(InprocReplication, EventsOfAnOriginThatIsGoneSpreadFromOthers) {
+  auto a = node("a");
+  auto b = node("b");
+  auto acked = std::make_shared<int>(0);
+  a->emit(0, 40, acked);
+  ASSERT_TRUE(run_until(io_, [&] { return *acked == 40; }));
+  ASSERT_TRUE(test::converge(io_, {a.get(), b.get()}, 40));
+  a->disconnect(io_);
+  auto c = node("c");
+  ASSERT_TRUE(test::converge(io_, {b.get(), c.get()}, 40));
+  EXPECT_EQ(test::event_set(*c->log), test::event_set(*a->log));
+  EXPECT_GT(b->replicator->stats().fetches_answered, 0u);
+}
+
 // A hand-driven node "x" on the bus: it sends b events 3 and 4 of its own
 // (1 and 2 never sent), must then be asked for them from 1, answers, and b
 // stores 1..4 in order. Announcements are an hour apart, so only the gap
