@@ -153,6 +153,7 @@ void add_replicate(CLI::App& events, int& exit_code) {
       "replicate", "keep this store in sync with the other nodes on a transport (until Ctrl-C)");
   auto args = std::make_shared<ReplicateArgs>();
   args->source.add_options(*cmd);
+  cmd->remove_option(cmd->get_option("--plugin"));  // runtime plugins: not used here
   args->source.quiet_level = "info";
   add_store_option(*cmd, args->store);
   cmd->add_option("--origin", args->origin, "node id for new events (default: the store's own)");
