@@ -230,6 +230,7 @@ struct Consumer : std::enable_shared_from_this<Consumer> {
   void settle(const TopicPartition& tp, std::int64_t offset, std::uint64_t gen, bool ack,
               std::chrono::milliseconds delay);
   void commit_locked(const TopicPartition& tp, PartitionState& ps);
+  bool lag(std::uint64_t& out);
 
   bool wait_finished(std::chrono::milliseconds limit) {
     std::unique_lock lock(finish_mutex);
@@ -552,6 +553,29 @@ void Consumer::commit_locked(const TopicPartition& tp, PartitionState& ps) {
   rd_kafka_topic_partition_list_destroy(list);
 }
 
+// Messages stored and not yet handed out, over the assigned partitions:
+// the high watermark (as of the last fetch: librdkafka's cached figure, no
+// request) minus the next offset to deliver. False while nothing is known.
+bool Consumer::lag(std::uint64_t& out) {
+  std::lock_guard lock(mutex);
+  if (rk_closed || !rk || parts.empty()) return false;
+  std::uint64_t total = 0;
+  bool known = false;
+  for (const auto& [tp, ps] : parts) {
+    std::int64_t low = 0, high = 0;
+    if (rd_kafka_get_watermark_offsets(rk, tp.first.c_str(), tp.second, &low, &high) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        high < 0) {
+      continue;
+    }
+    known = true;
+    std::int64_t next = std::max(ps.high + 1, low);
+    if (high > next) total += static_cast<std::uint64_t>(high - next);
+  }
+  if (known) out = total;
+  return known;
+}
+
 // On the polling thread, between polls: messages past their deadline are
 // due again (the partition is sought back to the first of them), and the
 // partitions pause while max_in_flight messages wait for their ack.
@@ -608,6 +632,7 @@ class KafkaSubscription final : public Subscription {
     consumer_->stop = true;
   }
   const std::string& subject() const override { return subject_; }
+  Consumer& consumer() const { return *consumer_; }
 
  private:
   std::shared_ptr<Consumer> consumer_;
@@ -798,6 +823,14 @@ class KafkaTransport final : public Transport {
     if (auto ec = start_consumer(c, subject, options.target)) return ec;
     out = std::make_unique<KafkaSubscription>(std::move(c), subject);
     return {};
+  }
+
+  std::error_code durable_lag(const Subscription& subscription, std::uint64_t& out) override {
+    auto* own = dynamic_cast<const KafkaSubscription*>(&subscription);
+    if (!own || own->consumer().kind != Consumer::durable) {
+      return make_error_code(errc::not_supported);
+    }
+    return own->consumer().lag(out) ? std::error_code() : make_error_code(errc::timeout);
   }
 
   // Flushes the producer (at most flush_timeout_ms; what is left then is
