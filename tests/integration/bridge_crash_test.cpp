@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <thread>
 
 #include "integration/bridge_process.hpp"
 #include "integration/bridge_stream.hpp"
@@ -122,8 +123,18 @@ class BridgeCrash : public ::testing::Test {
   }
 
   // The bridge's counters as an operator sees them: `switchboard bridges
-  // status` against the admin address the config named.
+  // status` against the admin address the config named, once its lag gauge
+  // came back to 0 (everything at the source was handed out).
   static void print_status(const char* test, const std::string& admin, const std::string& bridge) {
+    const std::string caught_up = "switchboard_bridge_lag{bridge=\"" + bridge + "\"} 0\n";
+    std::string metrics;
+    auto deadline = std::chrono::steady_clock::now() + 15s;
+    do {
+      metrics = test::run_cli("bridges status --prometheus --admin " + admin);
+      if (metrics.find(caught_up) != std::string::npos) break;
+      std::this_thread::sleep_for(200ms);
+    } while (std::chrono::steady_clock::now() < deadline);
+    EXPECT_NE(metrics.find(caught_up), std::string::npos) << metrics;
     int status = -1;
     std::string table = test::run_cli("bridges status --admin " + admin, &status);
     std::printf("[%s] switchboard bridges status:\n%s", test, table.c_str());
@@ -145,6 +156,11 @@ class BridgeCrash : public ::testing::Test {
   void kill_in_the_middle(const char* name, test::BridgeProcess& bridge,
                           const std::shared_ptr<test::Feeder>& feeder, const test::Tally& tally,
                           const std::string& admin, const std::string& bridge_name) {
+    // Phase times are printed for the reader, never asserted.
+    auto began = std::chrono::steady_clock::now();
+    auto seconds = [&] {
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+    };
     feeder->pump();
     ASSERT_TRUE(test::run_until(
         io, [&] { return tally.distinct() >= kInterruptAt; }, 60s))
@@ -158,10 +174,12 @@ class BridgeCrash : public ::testing::Test {
     ASSERT_TRUE(test::run_until(
         io, [&] { return feeder->done(); }, 60s))
         << feeder->confirmed();
-    std::printf("[%s] killed the bridge with %zu of %d at the destination (%d fed)\n", name,
-                at_kill, kMessages, fed_at_kill);
+    std::printf("[%s] killed the bridge at %.1f s with %zu of %d at the destination (%d fed)\n",
+                name, seconds(), at_kill, kMessages, fed_at_kill);
     bridge.start();
+    std::printf("[%s] restarted at %.1f s\n", name, seconds());
     expect_all_arrive(tally, bridge);
+    std::printf("[%s] all there at %.1f s\n", name, seconds());
     report(name, tally, at_kill, *feeder);
     print_status(name, admin, bridge_name);
     EXPECT_EQ(bridge.terminate(), 0) << tail(bridge.log());
@@ -225,15 +243,17 @@ TEST_F(BridgeCrash, KafkaToJetStreamKill9) {
   std::string admin = admin_address();
   std::string stream = unique("CRDST"), prefix = unique("crk"), topic = unique("cr-k2js-");
   create_topic(kafka_url(), topic);
-  // A short session: the restarted bridge gets the dead one's partitions
-  // once the broker gave up on it.
+  // Static group membership (group.instance.id, KIP-345): the restarted
+  // bridge takes the dead one's place, and its partitions, at once instead
+  // of after a session timeout and two rebalances (which on this loaded
+  // machine stalled the group for half a minute).
   test::BridgeProcess bridge(header("js", admin) + "transports:\n  js: {url: '" + nats.url() +
                              "', jetstream: {streams: [{name: " + stream + ", subjects: ['" +
                              prefix +
                              ".>']}]}}\n"
                              "  events: {url: '" +
-                             kafka_url() +
-                             "', session_timeout_ms: 4000, heartbeat_ms: 500}\n"
+                             kafka_url() + "', consumer: {group.instance.id: " + topic +
+                             "-bridge}}\n"
                              "bridges:\n"
                              "  - name: k2js\n"
                              "    from: {transport: events, topic: '" +
