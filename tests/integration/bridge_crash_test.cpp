@@ -14,6 +14,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <functional>
 #include <thread>
 
 #include "integration/bridge_process.hpp"
@@ -146,43 +148,86 @@ class BridgeCrash : public ::testing::Test {
                      const test::Feeder& feeder) {
     std::printf(
         "[%s] %d messages: %zu distinct at the destination, %zu received, %zu duplicates; "
-        "%zu had arrived at the interruption; feeder re-sent %d\n",
+        "%zu had reached the reader at the interruption; feeder re-sent %d\n",
         test, kMessages, tally.distinct(), tally.received() - tally.foreign(), tally.duplicates(),
         at_interrupt, feeder.retried());
     std::fflush(stdout);
   }
 
-  // The kill -9 scenario, once the source, the bridge and the reader exist.
-  void kill_in_the_middle(const char* name, test::BridgeProcess& bridge,
-                          const std::shared_ptr<test::Feeder>& feeder, const test::Tally& tally,
-                          const std::string& admin, const std::string& bridge_name) {
+  // The bridge's relayed counter, from its /metrics on the admin address
+  // (-1 while it does not answer).
+  static long long relayed_of(const std::string& admin, const std::string& bridge) {
+    asio::io_context ctx;
+    asio::ip::tcp::socket socket(ctx);
+    auto colon = admin.rfind(':');
+    boost::system::error_code ec;
+    socket.connect({asio::ip::make_address(admin.substr(0, colon)),
+                    static_cast<unsigned short>(std::stoi(admin.substr(colon + 1)))},
+                   ec);
+    if (ec) return -1;
+    std::string request = "GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+    asio::write(socket, asio::buffer(request), ec);
+    std::string response;
+    asio::read(socket, asio::dynamic_buffer(response), ec);  // until the server closes
+    const std::string metric = "switchboard_bridge_relayed_total{bridge=\"" + bridge + "\"} ";
+    auto at = response.find(metric);
+    return at == std::string::npos ? -1 : std::atoll(response.c_str() + at + metric.size());
+  }
+
+  // The scenario of every test here, once the source, the bridge and the
+  // destination's reader exist: half of the messages are fed; once the
+  // bridge relayed kInterruptAt of them, `interrupt` (kill -9 of the
+  // bridge, or the destination broker stopped); the other half is fed while
+  // it is down; `resume`; then every id must arrive.
+  void interrupt_in_the_middle(const char* name, test::BridgeProcess& bridge,
+                               const std::shared_ptr<test::Feeder>& feeder,
+                               const test::Tally& tally, const std::string& admin,
+                               const std::string& bridge_name,
+                               const std::function<void()>& interrupt,
+                               const std::function<void()>& resume,
+                               std::chrono::seconds limit = 60s) {
     // Phase times are printed for the reader, never asserted.
     auto began = std::chrono::steady_clock::now();
     auto seconds = [&] {
       return std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
     };
-    feeder->pump();
+    feeder->pump(kMessages / 2);
+    long long relayed = 0;
     ASSERT_TRUE(test::run_until(
-        io, [&] { return tally.distinct() >= kInterruptAt; }, 60s))
-        << tally.distinct() << " arrived; bridge log:\n"
+        io,
+        [&] {
+          relayed = relayed_of(admin, bridge_name);
+          return relayed >= static_cast<long long>(kInterruptAt);
+        },
+        60s))
+        << relayed << " relayed; bridge log:\n"
         << tail(bridge.log());
-    bridge.kill();
-    std::size_t at_kill = tally.distinct();
-    int fed_at_kill = feeder->confirmed();
-    ASSERT_LT(at_kill, static_cast<std::size_t>(kMessages)) << "the kill came after the end";
-    // The source goes on filling while the bridge is down.
+    interrupt();
+    std::size_t at_interrupt = tally.distinct();
+    std::printf(
+        "[%s] interrupted at %.1f s: the bridge had relayed %lld, the reader had %zu, %d fed\n",
+        name, seconds(), relayed, at_interrupt, feeder->confirmed());
+    // The source fills up while the bridge (or its destination) is down.
+    feeder->pump(kMessages);
     ASSERT_TRUE(test::run_until(
         io, [&] { return feeder->done(); }, 60s))
         << feeder->confirmed();
-    std::printf("[%s] killed the bridge at %.1f s with %zu of %d at the destination (%d fed)\n",
-                name, seconds(), at_kill, kMessages, fed_at_kill);
-    bridge.start();
-    std::printf("[%s] restarted at %.1f s\n", name, seconds());
-    expect_all_arrive(tally, bridge);
+    resume();
+    std::printf("[%s] resumed at %.1f s\n", name, seconds());
+    expect_all_arrive(tally, bridge, limit);
     std::printf("[%s] all there at %.1f s\n", name, seconds());
-    report(name, tally, at_kill, *feeder);
+    report(name, tally, at_interrupt, *feeder);
     print_status(name, admin, bridge_name);
+    EXPECT_TRUE(bridge.running()) << tail(bridge.log());
     EXPECT_EQ(bridge.terminate(), 0) << tail(bridge.log());
+  }
+
+  void kill_in_the_middle(const char* name, test::BridgeProcess& bridge,
+                          const std::shared_ptr<test::Feeder>& feeder, const test::Tally& tally,
+                          const std::string& admin, const std::string& bridge_name) {
+    interrupt_in_the_middle(
+        name, bridge, feeder, tally, admin, bridge_name, [&] { bridge.kill(); },
+        [&] { bridge.start(); });
   }
 
   asio::io_context io;
@@ -330,22 +375,9 @@ TEST_F(BridgeCrash, JetStreamToRabbitMqDestinationRestart) {
   auto js = open(nats.url(), jetstream(stream, prefix + ".>"));
   auto feeder = std::make_shared<test::Feeder>(
       *js, "c", kMessages, [&](int i) { return prefix + ".o" + std::to_string(i % 8); });
-  feeder->pump();
-  ASSERT_TRUE(test::run_until(
-      io, [&] { return tally.distinct() >= kInterruptAt; }, 60s))
-      << tally.distinct() << "; bridge log:\n"
-      << tail(bridge.log());
-  std::size_t at_stop = tally.distinct();
-  rabbit.stop();
-  std::printf("[JetStreamToRabbitMqDestinationRestart] stopped RabbitMQ with %zu of %d there\n",
-              at_stop, kMessages);
-  rabbit.start();
-  expect_all_arrive(tally, bridge);
-  report("JetStreamToRabbitMqDestinationRestart", tally, at_stop, *feeder);
-  print_status("JetStreamToRabbitMqDestinationRestart", admin, "js2r");
-  EXPECT_TRUE(feeder->done());
-  EXPECT_TRUE(bridge.running()) << tail(bridge.log());
-  EXPECT_EQ(bridge.terminate(), 0) << tail(bridge.log());
+  interrupt_in_the_middle(
+      "JetStreamToRabbitMqDestinationRestart", bridge, feeder, tally, admin, "js2r",
+      [&] { rabbit.stop(); }, [&] { rabbit.start(); });
 }
 
 TEST_F(BridgeCrash, JetStreamToKafkaDestinationRestart) {
@@ -375,22 +407,11 @@ TEST_F(BridgeCrash, JetStreamToKafkaDestinationRestart) {
   read_durable(*k, topic, unique("reader"), tally);
   auto feeder = std::make_shared<test::Feeder>(
       *js, "c", kMessages, [&](int i) { return prefix + ".o" + std::to_string(i % 8); });
-  feeder->pump();
-  ASSERT_TRUE(test::run_until(
-      io, [&] { return tally.distinct() >= kInterruptAt; }, 60s))
-      << tally.distinct() << "; bridge log:\n"
-      << tail(bridge.log());
-  std::size_t at_stop = tally.distinct();
-  kafka.restart();
-  std::printf(
-      "[JetStreamToKafkaDestinationRestart] restarted Kafka (kill -9) with %zu of %d there\n",
-      at_stop, kMessages);
-  expect_all_arrive(tally, bridge, 90s);
-  report("JetStreamToKafkaDestinationRestart", tally, at_stop, *feeder);
-  print_status("JetStreamToKafkaDestinationRestart", admin, "js2k");
-  EXPECT_TRUE(feeder->done());
-  EXPECT_TRUE(bridge.running()) << tail(bridge.log());
-  EXPECT_EQ(bridge.terminate(), 0) << tail(bridge.log());
+  // kill -9 of the broker, the rest fed, then the same broker again (same
+  // port and log dir).
+  interrupt_in_the_middle(
+      "JetStreamToKafkaDestinationRestart", bridge, feeder, tally, admin, "js2k",
+      [&] { kafka.kill(); }, [&] { kafka.restart(); }, 90s);
 }
 
 }  // namespace

@@ -973,6 +973,13 @@ class NatsTransport final : public Transport {
     std::string deliver, group;
     Json config;  // to create or update the consumer with; null: as it is
     bool exists = !info.error;
+    // The consumer's num_pending before its first delivery (durable_lag):
+    // from the info (or create) answer; -1 while unknown.
+    auto num_pending = [](const Json& answer, std::int64_t otherwise) {
+      auto it = answer.is_object() ? answer.find("num_pending") : answer.end();
+      return it != answer.end() && it->is_number_integer() ? it->get<std::int64_t>() : otherwise;
+    };
+    std::int64_t initial_pending = exists ? num_pending(info.json, -1) : -1;
     if (info.error && info.error->err_code == kJsStreamNotFound) {
       spdlog::error("nats: {}: stream '{}' not found on {}", what, stream, shared_->endpoint);
       return make_error_code(errc::invalid_argument);
@@ -1015,6 +1022,7 @@ class NatsTransport final : public Transport {
       auto created = api(js_api_ + ".CONSUMER.DURABLE.CREATE." + stream + "." + options.durable,
                          request.dump());
       if (auto ec = api_failure(created, what)) return ec;
+      if (!created.error) initial_pending = num_pending(created.json, initial_pending);
       if (created.error && exists) {
         // The server keeps some settings (2.9 refuses any update of a
         // consumer that starts at a time); the consumer is usable as is.
@@ -1031,7 +1039,7 @@ class NatsTransport final : public Transport {
     auto state = std::make_shared<SubState>();
     state->shared = shared_;
     state->subject = deliver;
-    auto pending = std::make_shared<std::atomic<std::int64_t>>(-1);
+    auto pending = std::make_shared<std::atomic<std::int64_t>>(initial_pending);
     state->handler = [handler = std::move(handler), link = shared_->ack_link,
                       filter = options.subject, pending](Message m) {
       auto meta = parse_ack_subject(m.reply_to);
