@@ -4,8 +4,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <sstream>
 
+#include "codec_conversion.hpp"
 #include "switchboard/app.hpp"
 #include "switchboard/error.hpp"
 
@@ -25,13 +25,15 @@ struct BridgeRelay::Pending {
 
 BridgeRelay::BridgeRelay(asio::any_io_executor executor, BridgeSpec spec, BridgeOptions options,
                          std::shared_ptr<Transport> from, std::shared_ptr<Transport> to,
-                         std::shared_ptr<Transport> dead_letter)
+                         std::shared_ptr<Transport> dead_letter,
+                         std::shared_ptr<const CodecConversion> conversion)
     : executor_(std::move(executor)),
       spec_(std::move(spec)),
       options_(std::move(options)),
       from_(std::move(from)),
       to_(std::move(to)),
-      dead_letter_(std::move(dead_letter)) {
+      dead_letter_(std::move(dead_letter)),
+      conversion_(std::move(conversion)) {
   bool want_durable = options_.delivery != Delivery::at_most_once;
   durable_source_ = want_durable && from_->capabilities().durable_acks;
   durable_destination_ = want_durable && to_->capabilities().durable_acks;
@@ -86,11 +88,33 @@ std::error_code BridgeRelay::start() {
   }
   if (ec) return ec;
   running_ = true;
+  if (durable_source_) poll_lag();
   spdlog::info("bridge '{}': {}:{} -> {}:{} ({})", spec_.name, spec_.from.transport,
                spec_.from.subject, spec_.to.transport,
                spec_.to.subject.empty() ? "{subject}" : spec_.to.subject,
                durable_source_ ? "at-least-once" : "at-most-once");
   return {};
+}
+
+// Reads the source's lag now and every lag_interval until stop(). A
+// transport without durable_lag (not_supported) is asked once.
+void BridgeRelay::poll_lag() {
+  if (!running_ || !subscription_) return;
+  std::uint64_t lag = 0;
+  std::error_code ec = from_->durable_lag(*subscription_, lag);
+  if (!ec) {
+    counters_.lag = lag;
+    counters_.lag_known = true;
+  } else if (ec == errc::not_supported) {
+    return;
+  }
+  if (!lag_timer_) lag_timer_ = std::make_unique<asio::steady_timer>(executor_);
+  lag_timer_->expires_after(options_.lag_interval);
+  std::weak_ptr<BridgeRelay> weak = weak_from_this();
+  lag_timer_->async_wait([weak](std::error_code wait_ec) {
+    auto self = weak.lock();
+    if (!wait_ec && self) self->poll_lag();
+  });
 }
 
 std::chrono::milliseconds BridgeRelay::backoff_for(std::uint32_t attempt) const {
@@ -159,6 +183,16 @@ void BridgeRelay::on_message(Message msg, std::shared_ptr<DurableDelivery> deliv
     give_up(p, ec);
     return;
   }
+  if (conversion_) {
+    std::string why;
+    if (auto cec = conversion_->convert(out, why)) {
+      // Bad bytes stay bad: no retries, straight to the dead letter (or nak).
+      spdlog::warn("bridge '{}': payload on '{}' cannot be converted to {}: {}", spec_.name,
+                   p->source_subject, conversion_->target().name(), why);
+      give_up(p, cec, "payload is " + why);
+      return;
+    }
+  }
   // A stable id per stored source message lets a JetStream destination drop
   // the copy a redelivery makes.
   if (p->delivery && from_->type() == "nats") {
@@ -222,7 +256,8 @@ void BridgeRelay::on_result(const std::shared_ptr<Pending>& p, std::error_code e
   give_up(p, ec);
 }
 
-void BridgeRelay::give_up(const std::shared_ptr<Pending>& p, std::error_code ec) {
+void BridgeRelay::give_up(const std::shared_ptr<Pending>& p, std::error_code ec,
+                          const std::string& why) {
   ++counters_.failed;
   if (!dead_letter_) {
     if (!p->delivery) ++counters_.dropped;
@@ -235,7 +270,7 @@ void BridgeRelay::give_up(const std::shared_ptr<Pending>& p, std::error_code ec)
   dl.headers = p->out.headers;
   dl.headers["switchboard-bridge"] = spec_.name;
   dl.headers["switchboard-original-subject"] = p->source_subject;
-  dl.headers["switchboard-error"] = ec.message();
+  dl.headers["switchboard-error"] = why.empty() ? ec.message() : ec.message() + ": " + why;
   dl.headers["switchboard-attempts"] = std::to_string(p->attempts);
   if (auto tec = options_.dead_letter_subject.render(p->source_subject, dl.subject)) {
     dl.subject = options_.dead_letter_subject.text();
@@ -274,6 +309,7 @@ void BridgeRelay::finish(const std::shared_ptr<Pending>& p, bool ack) {
 
 void BridgeRelay::stop(std::function<void()> done, std::chrono::milliseconds limit) {
   if (running_ && subscription_) subscription_->unsubscribe();
+  if (lag_timer_) lag_timer_->cancel();
   running_ = false;
   stopping_ = true;
   stopped_ = std::move(done);
@@ -317,6 +353,8 @@ BridgeStatus BridgeRelay::status() const {
   c.redelivered = counters_.redelivered;
   c.duplicates = counters_.duplicates;
   c.in_flight = counters_.in_flight;
+  c.lag = counters_.lag;
+  s.lag_known = counters_.lag_known;
   return s;
 }
 
@@ -356,6 +394,29 @@ std::shared_ptr<Transport> BridgeHost::instance(const std::string& name) {
   return t;
 }
 
+// The target codec, and every codec a payload may come in: the two in-tree
+// ones when they can be loaded (a build without msgpack has only json).
+std::shared_ptr<const CodecConversion> BridgeHost::codec_conversion(const std::string& name,
+                                                                    const std::string& key) {
+  std::shared_ptr<Codec> target;
+  try {
+    target = host_.create_codec(name);
+  } catch (const std::exception& e) {
+    throw ConfigError(config_.source, config_.locate(key), key,
+                      "codec '" + name + "' cannot be loaded: " + e.what());
+  }
+  std::vector<std::shared_ptr<Codec>> decoders{target};
+  for (const char* other : {"json", "msgpack"}) {
+    if (name == other) continue;
+    try {
+      decoders.push_back(host_.create_codec(other));
+    } catch (const std::exception& e) {
+      spdlog::debug("bridge codec conversion: no {} decoder: {}", other, e.what());
+    }
+  }
+  return std::make_shared<CodecConversion>(std::move(target), std::move(decoders));
+}
+
 void BridgeHost::start() {
   for (std::size_t i = 0; i < config_.bridges.size(); ++i) {
     const BridgeSpec& spec = config_.bridges[i];
@@ -378,8 +439,10 @@ void BridgeHost::start() {
     std::shared_ptr<Transport> dead_letter;
     if (!options.dead_letter_transport.empty())
       dead_letter = instance(options.dead_letter_transport);
-    auto relay =
-        std::make_shared<BridgeRelay>(executor_, spec, std::move(options), from, to, dead_letter);
+    std::shared_ptr<const CodecConversion> conversion;
+    if (!options.codec.empty()) conversion = codec_conversion(options.codec, path + ".codec");
+    auto relay = std::make_shared<BridgeRelay>(executor_, spec, std::move(options), from, to,
+                                               dead_letter, std::move(conversion));
     if (auto ec = relay->start()) {
       throw Error(errc::transport_error, "bridge '" + spec.name + "': cannot subscribe to '" +
                                              spec.from.subject + "' on '" + spec.from.transport +
@@ -422,61 +485,6 @@ std::vector<BridgeStatus> BridgeHost::status() const {
 
 std::string BridgeHost::metrics_text() const {
   return to_prometheus(status());
-}
-
-std::string to_prometheus(const std::vector<BridgeStatus>& statuses) {
-  struct Metric {
-    const char* name;
-    const char* type;
-    const char* help;
-    std::uint64_t BridgeCounters::*field;
-  };
-  static const Metric metrics[] = {
-      {"switchboard_bridge_relayed_total", "counter", "Messages the destination confirmed.",
-       &BridgeCounters::relayed},
-      {"switchboard_bridge_failed_total", "counter", "Messages whose retries ran out.",
-       &BridgeCounters::failed},
-      {"switchboard_bridge_retried_total", "counter", "Publish attempts after a failure.",
-       &BridgeCounters::retried},
-      {"switchboard_bridge_dead_lettered_total", "counter",
-       "Messages stored on the dead-letter destination.", &BridgeCounters::dead_lettered},
-      {"switchboard_bridge_dropped_total", "counter",
-       "Messages given up (at-most-once sources only).", &BridgeCounters::dropped},
-      {"switchboard_bridge_redelivered_total", "counter",
-       "Source deliveries that were redeliveries.", &BridgeCounters::redelivered},
-      {"switchboard_bridge_duplicates_total", "counter",
-       "Publishes the destination recognised as duplicates.", &BridgeCounters::duplicates},
-      {"switchboard_bridge_in_flight", "gauge", "Messages received and not yet settled.",
-       &BridgeCounters::in_flight},
-  };
-  auto escape = [](const std::string& s) {
-    std::string out;
-    for (char c : s) {
-      if (c == '\\' || c == '"') out += '\\';
-      if (c == '\n') {
-        out += "\\n";
-        continue;
-      }
-      out += c;
-    }
-    return out;
-  };
-  std::ostringstream os;
-  for (const Metric& m : metrics) {
-    os << "# HELP " << m.name << ' ' << m.help << "\n# TYPE " << m.name << ' ' << m.type << '\n';
-    for (const BridgeStatus& s : statuses) {
-      os << m.name << "{bridge=\"" << escape(s.name) << "\"} " << s.counters.*(m.field) << '\n';
-    }
-  }
-  os << "# HELP switchboard_bridge_up Whether the bridge is subscribed to its source.\n"
-     << "# TYPE switchboard_bridge_up gauge\n";
-  for (const BridgeStatus& s : statuses) {
-    os << "switchboard_bridge_up{bridge=\"" << escape(s.name) << "\",from=\"" << escape(s.from)
-       << "\",to=\"" << escape(s.to) << "\",delivery=\""
-       << (s.at_least_once ? "at_least_once" : "at_most_once") << "\"} " << (s.running ? 1 : 0)
-       << '\n';
-  }
-  return os.str();
 }
 
 }  // namespace switchboard::bridges

@@ -189,6 +189,7 @@ BridgeOptions parse_bridge_options(const BridgeSpec& spec) {
     o.key = parse_template(key->get<std::string>(), "key");
   }
   o.key_header = top.string("key_header", o.key_header);
+  o.codec = top.string("codec");
   top.finish();
 
   Keys from(spec.from.options, "from.");

@@ -43,7 +43,8 @@ void add_bridges_command(CLI::App& app, int& exit_code) {
   auto* status = cmd->add_subcommand("status", "per-bridge counters from a node's admin port");
   auto address = std::make_shared<std::string>("127.0.0.1:9100");
   auto raw = std::make_shared<bool>(false);
-  status->add_option("-a,--admin", *address, "the node's --admin address")->capture_default_str();
+  status->add_option("-a,--admin", *address, "the node's admin address (--admin or admin:)")
+      ->capture_default_str();
   status->add_flag("--prometheus", *raw, "print the Prometheus text as served");
   status->callback([address, raw, &exit_code] {
     std::string text;
@@ -81,8 +82,10 @@ void add_bridges_command(CLI::App& app, int& exit_code) {
           table[bridge]["delivery"] = line.substr(d + 10, line.find('"', d + 10) - d - 10);
       }
     }
-    const char* columns[] = {"up",     "delivery",      "relayed", "in_flight",   "retried",
-                             "failed", "dead_lettered", "dropped", "redelivered", "duplicates"};
+    // lag: "-" when the source does not report it (plain sources).
+    const char* columns[] = {"up",      "delivery",    "relayed",   "in_flight",
+                             "lag",     "retried",     "failed",    "dead_lettered",
+                             "dropped", "redelivered", "duplicates"};
     std::printf("%-24s", "BRIDGE");
     for (const char* c : columns) std::printf(" %13s", c);
     std::printf("\n");

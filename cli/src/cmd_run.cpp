@@ -18,7 +18,8 @@ void add_run_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--plugin-path", source->plugin_path, "directory to search for plugins first");
   auto admin = std::make_shared<std::string>();
   cmd->add_option("--admin", *admin,
-                  "serve GET /metrics (Prometheus text) on this address, e.g. 127.0.0.1:9100");
+                  "serve GET /metrics (Prometheus text) on this address, e.g. 127.0.0.1:9100 "
+                  "(overrides the config's admin key)");
   cmd->callback([source, admin, &exit_code] {
     asio::io_context io;
     auto app = start_app(io, *source);
@@ -32,10 +33,13 @@ void add_run_command(CLI::App& app, int& exit_code) {
     try {
       relays = std::make_unique<bridges::BridgeHost>(*app);
       relays->start();
-      if (!admin->empty()) {
+      // The flag wins over the config's `admin:` key.
+      std::string listen = admin->empty() ? app->config().admin : *admin;
+      if (!listen.empty()) {
         admin_server = std::make_unique<bridges::AdminServer>(
-            app->runtime().executor(), *admin, [&relays] { return relays->metrics_text(); });
-        spdlog::info("admin: http://{}/metrics", *admin);
+            app->runtime().executor(), listen, [&relays] { return relays->metrics_text(); });
+        spdlog::info("admin: http://{}:{}/metrics", listen.substr(0, listen.rfind(':')),
+                     admin_server->port());
       }
     } catch (const Error& e) {
       print_error(e);

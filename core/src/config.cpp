@@ -178,10 +178,13 @@ class Parser {
         bridges(f);
       } else if (f.name == "log") {
         log(f);
+      } else if (f.name == "admin") {
+        admin(f);
       } else if (f.name.starts_with("x-")) {
         // Ignored: a place for anchors shared by other sections.
       } else {
-        unknown(f, {"plugin_path", "codec", "transports", "runtime", "plugins", "bridges", "log"});
+        unknown(f, {"plugin_path", "codec", "transports", "runtime", "plugins", "bridges", "log",
+                    "admin"});
       }
     }
     finish();
@@ -524,6 +527,19 @@ class Parser {
       }
       config_.bridges.push_back(std::move(spec));
     }
+  }
+
+  // host:port, [v6]:port or :port; the host is resolved when the server binds.
+  void admin(const Field& f) {
+    std::string address = string(f);
+    auto colon = address.rfind(':');
+    std::string port = colon == std::string::npos ? "" : address.substr(colon + 1);
+    bool digits = !port.empty() && port.size() <= 5 &&
+                  port.find_first_not_of("0123456789") == std::string::npos;
+    if (!digits || std::stoul(port) > 65535) {
+      fail(f, "expected host:port (e.g. 127.0.0.1:9100), got '" + address + "'");
+    }
+    config_.admin = address;
   }
 
   void log(const Field& f) {

@@ -32,4 +32,8 @@ std::error_code Transport::subscribe_durable(const DurableSubscribe&, DurableHan
   return make_error_code(errc::not_supported);
 }
 
+std::error_code Transport::durable_lag(const Subscription&, std::uint64_t&) {
+  return make_error_code(errc::not_supported);
+}
+
 }  // namespace switchboard

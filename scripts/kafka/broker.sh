@@ -7,6 +7,10 @@
 #       writes DIR/server.properties, lays out a formatted log dir in
 #       DIR/data and becomes the broker (exec): tests/support/kafka_broker.hpp
 #       forks this with PR_SET_PDEATHSIG, so the broker dies with the test.
+#   broker.sh resume DIR PORT CONTROLLER_PORT
+#       the same as run, but keeps DIR/data when it is there: a restart of
+#       the same broker with its topics, messages and committed offsets
+#       (KafkaBroker::restart(), for broker-restart tests).
 #   broker.sh start DIR
 #       for a ctest fixture: picks free ports, starts `run` in the
 #       background, waits until it accepts connections and writes
@@ -89,12 +93,14 @@ template() {
 cmd="${1:?usage: broker.sh run|start|stop DIR ...}"
 dir="${2:?usage: broker.sh $cmd DIR ...}"
 case "$cmd" in
-  run)
+  run | resume)
     port="${3:?port}" cport="${4:?controller port}"
     mkdir -p "$dir"
-    t="$(template)"
-    rm -rf "$dir/data"
-    cp -r "$t/data" "$dir/data"
+    if [[ "$cmd" == run || ! -d "$dir/data" ]]; then
+      t="$(template)"
+      rm -rf "$dir/data"
+      cp -r "$t/data" "$dir/data"
+    fi
     write_config "$dir" "$port" "$cport"
     cd "$dir"
     exec "$java" "${jvm_opts[@]}" -Dkafka.logs.dir="$dir" -cp "$libs/*" kafka.Kafka server.properties
@@ -140,7 +146,7 @@ case "$cmd" in
     rm -rf "$dir"
     ;;
   *)
-    echo "usage: broker.sh run|start|stop DIR ..." >&2
+    echo "usage: broker.sh run|resume|start|stop DIR ..." >&2
     exit 2
     ;;
 esac

@@ -5,7 +5,9 @@
 
 #include <atomic>
 #include <deque>
+#include <map>
 #include <set>
+#include <sstream>
 
 #include "support/test_support.hpp"
 #include "switchboard/bridges/admin_server.hpp"
@@ -161,7 +163,7 @@ const DurableSourceFactory g_durable_source;
 // ---- fixture ------------------------------------------------------------------
 
 class Bridge : public ::testing::Test {
- protected:
+ public:  // helpers below the fixture use its members
   Bridge() {
     host.register_builtin("flaky", "1.0.0", g_flaky);
     host.register_builtin("durable_source", "1.0.0", g_durable_source);
@@ -425,6 +427,111 @@ TEST_F(Bridge, AtLeastOnceFromASourceThatCannotAckIsRefused) {
   bridges.reset();
 }
 
+// `codec: msgpack`: JSON in (no header, as the runtime sends it), MessagePack
+// out with its content type; bytes already in MessagePack pass unchanged;
+// a payload that is no JSON is dead-lettered at once, not retried.
+TEST_F(Bridge, CodecConversionReencodesAndSetsContentType) {
+  start(
+      "transports:\n"
+      "  a: {url: 'inproc://" +
+      bus +
+      "-a'}\n"
+      "  b: {url: 'inproc://" +
+      bus +
+      "-b'}\n"
+      "  dl: {url: 'inproc://" +
+      bus +
+      "-dl'}\n"
+      "runtime: {transport: a}\n"
+      "bridges:\n"
+      "  - {name: conv, from: {transport: a, subject: 'in'}, to: {transport: b, subject: out},\n"
+      "     codec: msgpack, retry: {max_retries: 5, backoff_ms: 1},\n"
+      "     dead_letter: {transport: dl, subject: dead}}\n");
+  auto a = open("inproc://" + bus + "-a");
+  auto b = open("inproc://" + bus + "-b");
+  auto dl = open("inproc://" + bus + "-dl");
+  std::vector<Message> got, dead;
+  auto sub = collect(*b, "out", got);
+  auto dead_sub = collect(*dl, "dead", dead);
+  auto msgpack = host.create_codec("msgpack");
+  Json value = {{"n", 1}, {"s", "x"}, {"list", {1.5, true, nullptr}}};
+  std::string packed = msgpack->encode(value);
+  ASSERT_FALSE(a->publish(Message{"in", Payload(value.dump()), {}, ""}));
+  ASSERT_FALSE(
+      a->publish(Message{"in", Payload(packed), {{"content-type", msgpack->content_type()}}, ""}));
+  ASSERT_FALSE(a->publish(Message{"in", Payload("not json {"), {}, ""}));
+  ASSERT_TRUE(test::run_until(io, [&] { return got.size() == 2 && dead.size() == 1; }))
+      << got.size() << " " << dead.size();
+  for (const Message& m : got) {
+    EXPECT_EQ(m.headers.at("content-type"), "application/msgpack");
+    EXPECT_EQ(m.data.view(), packed);  // the same bytes whichever way they came
+    Json back;
+    std::string why;
+    ASSERT_FALSE(msgpack->decode(m.data.view(), back, why)) << why;
+    EXPECT_EQ(back, value);
+  }
+  EXPECT_EQ(dead[0].data.view(), "not json {");
+  EXPECT_NE(dead[0].headers.at("switchboard-error").find("payload is not json"), std::string::npos)
+      << dead[0].headers.at("switchboard-error");
+  EXPECT_EQ(dead[0].headers.at("switchboard-attempts"), "0");  // never sent: no retries
+  test::settle(io);
+  auto c = counters();
+  EXPECT_EQ(c.relayed, 2u);
+  EXPECT_EQ(c.failed, 1u);
+  EXPECT_EQ(c.retried, 0u);
+  EXPECT_EQ(c.dead_lettered, 1u);
+}
+
+TEST_F(Bridge, CodecConversionMsgpackToJson) {
+  start(
+      "transports:\n"
+      "  a: {url: 'inproc://" +
+      bus +
+      "-a'}\n"
+      "  b: {url: 'inproc://" +
+      bus +
+      "-b'}\n"
+      "runtime: {transport: a}\n"
+      "bridges:\n"
+      "  - {name: conv, from: {transport: a, subject: 'in'}, to: {transport: b}, codec: json}\n");
+  auto a = open("inproc://" + bus + "-a");
+  auto b = open("inproc://" + bus + "-b");
+  std::vector<Message> got;
+  auto sub = collect(*b, "in", got);
+  auto msgpack = host.create_codec("msgpack");
+  Json value = {{"order", 42}, {"items", {"a", "b"}}};
+  ASSERT_FALSE(a->publish(Message{
+      "in", Payload(msgpack->encode(value)), {{"content-type", "application/msgpack"}}, ""}));
+  ASSERT_TRUE(test::run_until(io, [&] { return got.size() == 1; }));
+  EXPECT_EQ(got[0].headers.at("content-type"), "application/json");
+  EXPECT_EQ(Json::parse(got[0].data.view()), value) << got[0].data.view();
+}
+
+TEST_F(Bridge, UnknownCodecNamesTheLine) {
+  try {
+    start(
+        "transports:\n"
+        "  a: {url: 'inproc://" +
+        bus +
+        "-a'}\n"
+        "  b: {url: 'inproc://" +
+        bus +
+        "-b'}\n"
+        "runtime: {transport: a}\n"
+        "bridges:\n"
+        "  - name: x\n"
+        "    from: {transport: a, subject: 'in'}\n"
+        "    to: {transport: b}\n"
+        "    codec: protobuf\n");
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.key(), "bridges[0].codec") << e.what();
+    EXPECT_EQ(e.line(), 9) << e.what();
+    EXPECT_NE(std::string(e.what()).find("protobuf"), std::string::npos) << e.what();
+  }
+  bridges.reset();
+}
+
 TEST_F(Bridge, MetricsOverHttp) {
   start(
       "transports:\n"
@@ -478,6 +585,18 @@ std::string kafka_url() {
 std::string unique(const std::string& stem) {
   return stem + std::to_string(::getpid()) + "x" +
          std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 1000000);
+}
+
+// Runs a command of another client (kcat, pika) and returns its stdout.
+std::string shell(const std::string& command) {
+  std::string out;
+  FILE* p = ::popen(command.c_str(), "r");
+  if (!p) return out;
+  char buf[4096];
+  while (std::size_t got = std::fread(buf, 1, sizeof buf, p)) out.append(buf, got);
+  int rc = ::pclose(p);
+  EXPECT_EQ(rc, 0) << command << "\n" << out.substr(0, 2000);
+  return out;
 }
 
 // Reads a Kafka topic from the start in a group of its own.
@@ -534,6 +653,22 @@ TEST_F(Bridge, CoreNatsToKafka) {
   for (const auto& m : got) payloads.insert(std::string(m.data.view()));
   EXPECT_EQ(payloads.size(), static_cast<std::size_t>(n));
   EXPECT_EQ(got[0].headers.at("h"), "v");
+
+  // The far side as a Kafka user sees it, with kcat: key, headers, bytes.
+  std::string lines =
+      shell("kcat -C -q -e -o beginning -b " + test::KafkaBroker::shared_bootstrap() + " -t " +
+            topic + " -f '%k|%h|%s\\n'");
+  std::map<std::string, std::string> by_payload;  // payload -> "key|headers"
+  std::istringstream in(lines);
+  for (std::string line; std::getline(in, line);) {
+    auto last = line.rfind('|');
+    if (last != std::string::npos) by_payload[line.substr(last + 1)] = line.substr(0, last);
+  }
+  ASSERT_EQ(by_payload.size(), static_cast<std::size_t>(n)) << lines.substr(0, 2000);
+  const std::string& m12 = by_payload.at("m12");  // sent on orders.c5
+  EXPECT_EQ(m12.substr(0, m12.find('|')), "c5") << m12;
+  EXPECT_NE(m12.find("h=v"), std::string::npos) << m12;
+  EXPECT_NE(m12.find("switchboard-key=c5"), std::string::npos) << m12;
 }
 
 TEST_F(Bridge, JetStreamToKafkaAtLeastOnce) {
@@ -697,6 +832,164 @@ TEST_F(Bridge, RabbitMqToNats) {
   EXPECT_EQ(got[7].subject, "fromrabbit.r7");
   ASSERT_TRUE(test::run_until(io, [&] { return counters().in_flight == 0; }));
   EXPECT_EQ(counters().relayed, static_cast<std::uint64_t>(n));
+}
+
+// core NATS -> RabbitMQ, read on the far side with pika (a client that is
+// not switchboard): routing key from the template, headers, bytes.
+TEST_F(Bridge, CoreNatsToRabbitMqReadByPika) {
+  std::string stem = unique("n2r"), queue = stem + "-q";
+  {
+    // The reader's durable queue and binding exist before anything is sent;
+    // switchboard's own AMQP transport declares them, pika reads them.
+    auto mq = open(rabbit().url());
+    DurableSubscribe d;
+    d.subject = stem + ".*";
+    d.durable = queue;
+    std::unique_ptr<Subscription> declared;
+    ASSERT_FALSE(mq->subscribe_durable(
+        d, [](std::shared_ptr<DurableDelivery>) {}, declared));
+    declared->unsubscribe();
+  }
+  start(
+      "transports:\n"
+      "  bus: {url: '" +
+      nats().url() +
+      "'}\n"
+      "  mq: {url: '" +
+      rabbit().url() +
+      "'}\n"
+      "runtime: {transport: bus}\n"
+      "bridges:\n"
+      "  - {name: n2r, from: {transport: bus, subject: 'orders.*'},\n"
+      "     to: {transport: mq, routing_key: '" +
+      stem +
+      ".{2}'},\n"
+      "     headers: {set: {origin: nats}, remove: [secret]}}\n");
+  EXPECT_FALSE(bridges->status().at(0).at_least_once);  // core NATS: at-most-once
+  auto bus = open(nats().url());
+  constexpr int n = 100;
+  for (int i = 0; i < n; ++i) {
+    Message m{"orders.c" + std::to_string(i % 7),
+              Payload("r" + std::to_string(i)),
+              {{"h", "v"}, {"secret", "s"}},
+              ""};
+    ASSERT_FALSE(bus->publish(std::move(m)));
+  }
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return counters().relayed == n; }, 15s))
+      << counters().relayed;
+  std::string lines = shell(std::string("/usr/bin/python3 ") + SWITCHBOARD_BRIDGE_AMQP_READER +
+                            " '" + rabbit().url() + "' " + queue);
+  std::map<std::string, std::vector<std::string>> by_body;  // body -> [routing key, headers]
+  std::istringstream in(lines);
+  for (std::string line; std::getline(in, line);) {
+    auto first = line.find('|'), last = line.rfind('|');
+    if (first == std::string::npos || first == last) continue;
+    by_body[line.substr(last + 1)] = {line.substr(0, first),
+                                      line.substr(first + 1, last - first - 1)};
+  }
+  ASSERT_EQ(by_body.size(), static_cast<std::size_t>(n)) << lines.substr(0, 2000);
+  const auto& r12 = by_body.at("r12");  // sent on orders.c5
+  EXPECT_EQ(r12[0], stem + ".c5");
+  Json headers = Json::parse(r12[1]);
+  EXPECT_EQ(headers.value("h", ""), "v") << r12[1];
+  EXPECT_EQ(headers.value("origin", ""), "nats") << r12[1];
+  EXPECT_FALSE(headers.contains("secret")) << r12[1];
+}
+
+// ---- lag: a destination that never confirms, a window of one --------------------
+//
+// The bridge holds one message (retried far in the future), so the source
+// keeps the rest: lag is the number sent minus the one handed out.
+
+std::string stuck_bridge(const std::string& from) {
+  return "  - {name: lag, from: " + from +
+         ",\n"
+         "     to: {transport: stuck, subject: out}, max_in_flight: 1,\n"
+         "     retry: {max_retries: 100, backoff_ms: 60000, max_backoff_ms: 60000}}\n";
+}
+
+void expect_lag(Bridge& t, std::uint64_t want) {
+  bool seen = test::run_until(
+      t.io,
+      [&] {
+        auto s = t.bridges->status().at(0);
+        return s.lag_known && s.counters.lag == want;
+      },
+      20s);
+  auto s = t.bridges->status().at(0);
+  EXPECT_TRUE(seen) << "lag known: " << s.lag_known << ", lag " << s.counters.lag << ", want "
+                    << want;
+  EXPECT_EQ(s.counters.in_flight, 1u);
+  std::string text = t.bridges->metrics_text();
+  EXPECT_NE(text.find("switchboard_bridge_lag{bridge=\"lag\"} " + std::to_string(want)),
+            std::string::npos)
+      << text;
+}
+
+TEST_F(Bridge, LagOfAJetStreamSource) {
+  std::string stream = unique("LAGJS"), subjects = unique("lagjs") + ".>";
+  std::string js = "{type: nats, url: '" + nats().url() +
+                   "', jetstream: {streams: [{name: " + stream + ", subjects: ['" + subjects +
+                   "'], storage: memory}]}}";
+  auto producer =
+      open(nats().url(), Json{{"jetstream",
+                               {{"streams", Json::array({{{"name", stream},
+                                                          {"subjects", Json::array({subjects})},
+                                                          {"storage", "memory"}}})}}}});
+  constexpr int n = 50;
+  int confirmed = 0;
+  for (int i = 0; i < n; ++i) {
+    producer->publish_durable(
+        Message{subjects.substr(0, subjects.size() - 2) + ".x", Payload("l"), {}, ""}, {},
+        [&](std::error_code ec, const DurableReceipt&) { confirmed += ec ? 0 : 1; });
+  }
+  ASSERT_TRUE(test::run_until(io, [&] { return confirmed == n; }));
+  start("transports:\n  js: " + js +
+        "\n  stuck: {type: flaky, failures: -1, durable: true}\n"
+        "runtime: {transport: js}\n"
+        "bridges:\n" +
+        stuck_bridge("{transport: js, subject: '" + subjects + "', durable: lagger}"));
+  expect_lag(*this, n - 1);
+}
+
+TEST_F(Bridge, LagOfARabbitMqSource) {
+  std::string key = unique("lagr");
+  start("transports:\n  mq: {url: '" + rabbit().url() +
+        "'}\n  stuck: {type: flaky, failures: -1, durable: true}\n"
+        "runtime: {transport: mq}\n"
+        "bridges:\n" +
+        stuck_bridge("{transport: mq, routing_key: '" + key + ".*', durable: " + key + "-q}"));
+  auto mq = open(rabbit().url());
+  constexpr int n = 50;
+  int confirmed = 0;
+  for (int i = 0; i < n; ++i) {
+    mq->publish_durable(
+        Message{key + ".x", Payload("l"), {}, ""}, {},
+        [&](std::error_code ec, const DurableReceipt&) { confirmed += ec ? 0 : 1; });
+  }
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return confirmed == n; }, 15s));
+  expect_lag(*this, n - 1);
+}
+
+TEST_F(Bridge, LagOfAKafkaSource) {
+  std::string topic = unique("lagk-");
+  auto k = open(kafka_url());
+  constexpr int n = 50;
+  int confirmed = 0;
+  for (int i = 0; i < n; ++i) {
+    k->publish_durable(Message{topic, Payload("l"), {}, ""}, {},
+                       [&](std::error_code ec, const DurableReceipt&) { confirmed += ec ? 0 : 1; });
+  }
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return confirmed == n; }, 20s));
+  start("transports:\n  events: {url: '" + kafka_url() +
+        "'}\n  stuck: {type: flaky, failures: -1, durable: true}\n"
+        "runtime: {transport: events}\n"
+        "bridges:\n" +
+        stuck_bridge("{transport: events, topic: '" + topic + "', durable: " + topic + "g}"));
+  expect_lag(*this, n - 1);
 }
 
 #endif  // SWITCHBOARD_BRIDGE_TEST_SERVERS

@@ -54,39 +54,13 @@ class KafkaBroker {
 
   // Starts the broker (fetching Kafka first if needed) and waits until it
   // accepts connections.
-  void start() {
-    if (pid_ > 0) return;
-    std::string script = SWITCHBOARD_KAFKA_BROKER_SCRIPT;
-    std::string log = dir_ + "/broker.log";
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      // Dies with the test, even when the test is killed with -9 (the
-      // script execs java, which keeps this setting).
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(out, STDOUT_FILENO);
-      ::dup2(out, STDERR_FILENO);
-      std::string port = std::to_string(port_), cport = std::to_string(controller_port_);
-      ::execl("/bin/bash", "bash", script.c_str(), "run", dir_.c_str(), port.c_str(), cport.c_str(),
-              static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    // The first start of a machine fetches Kafka (about 15 s).
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-    while (!port_open(port_)) {
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        throw std::runtime_error("the Kafka broker exited at start; see " + log +
-                                 " (needs java 17 and mvn: scripts/install-deps.sh)");
-      }
-      if (std::chrono::steady_clock::now() > deadline) {
-        kill();
-        throw std::runtime_error("the Kafka broker did not listen on port " +
-                                 std::to_string(port_) + "; see " + log);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
+  void start() { start_mode("run"); }
+
+  // kill -9, then the same broker again on the same ports and log dir: its
+  // topics, messages and committed offsets are still there.
+  void restart() {
+    kill();
+    start_mode("resume");
   }
 
   // kill -9: gone without a goodbye. Quicker than a clean shutdown, and the
@@ -119,6 +93,42 @@ class KafkaBroker {
   }
 
  private:
+  // `mode`: broker.sh run (a fresh log dir) or resume (keep it).
+  void start_mode(const char* mode) {
+    if (pid_ > 0) return;
+    std::string script = SWITCHBOARD_KAFKA_BROKER_SCRIPT;
+    std::string log = dir_ + "/broker.log";
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      // Dies with the test, even when the test is killed with -9 (the
+      // script execs java, which keeps this setting).
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(out, STDOUT_FILENO);
+      ::dup2(out, STDERR_FILENO);
+      std::string port = std::to_string(port_), cport = std::to_string(controller_port_);
+      ::execl("/bin/bash", "bash", script.c_str(), mode, dir_.c_str(), port.c_str(), cport.c_str(),
+              static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    // The first start of a machine fetches Kafka (about 15 s).
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (!port_open(port_)) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        throw std::runtime_error("the Kafka broker exited at start; see " + log +
+                                 " (needs java 17 and mvn: scripts/install-deps.sh)");
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        kill();
+        throw std::runtime_error("the Kafka broker did not listen on port " +
+                                 std::to_string(port_) + "; see " + log);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+
   int port_;
   int controller_port_;
   std::string dir_;

@@ -91,6 +91,7 @@ TEST(Config, EveryKey) {
   Config c = load_config_file(fixture("all_keys.yaml"));
   EXPECT_EQ(c.plugin_path, (std::vector<std::string>{"/opt/switchboard/plugins", "./plugins"}));
   EXPECT_EQ(c.codec, "msgpack");
+  EXPECT_EQ(c.admin, "127.0.0.1:9100");
 
   const TransportConfig& bus = c.transports.at("bus");
   EXPECT_EQ(bus.type, "nats");
@@ -279,6 +280,9 @@ const BadCase kBadCases[] = {
     {"DuplicateKey", "log: {}\ncodec: a\ncodec: b\n", 3, "codec",
      "duplicate key; first defined at line 2"},
     {"CodecNotAString", "codec: [json]\n", 1, "codec", "expected a string, got a sequence"},
+    {"AdminWithoutPort", "log: {}\nadmin: localhost\n", 2, "admin",
+     "expected host:port (e.g. 127.0.0.1:9100), got 'localhost'"},
+    {"AdminPortTooLarge", "admin: ':70000'\n", 1, "admin", "expected host:port"},
     {"EmptyCodec", "codec: ''\n", 1, "codec", "expected a non-empty string"},
     {"PluginPathNumberList", "plugin_path: {a: 1}\n", 1, "plugin_path",
      "expected a sequence, got a mapping"},

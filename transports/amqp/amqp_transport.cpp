@@ -82,6 +82,10 @@ struct SubRecord {
   std::string queue;
   std::string consumer_tag;
   bool warned_mismatch = false;
+  // The queue's ready messages at the last passive queue.declare (durable
+  // subscriptions, for durable_lag); -1: not asked yet.
+  std::atomic<std::int64_t> ready{-1};
+  std::atomic<bool> ready_asked{false};  // a refresh is queued
 };
 using SubPtr = std::shared_ptr<SubRecord>;
 
@@ -315,6 +319,21 @@ class Link : public std::enable_shared_from_this<Link> {
       if (rpc_ok(0, why)) free_channels_.insert(sub->channel);
     }
     sub->channel = 0;
+  }
+
+  // The queue's message count, from a passive queue.declare on the
+  // declaration channel (a refusal closes only that channel).
+  void cmd_queue_depth(const SubPtr& sub) {
+    sub->ready_asked = false;
+    if (!conn_ || sub->channel == 0 || sub->queue.empty()) return;
+    auto* ok = amqp_queue_declare(conn_, kDeclareChannel, to_bytes(sub->queue), 1, 0, 0, 0,
+                                  amqp_empty_table);
+    std::string why;
+    if (!ok || !rpc_ok(kDeclareChannel, why)) {
+      spdlog::debug("amqp: message count of queue '{}' unknown: {}", sub->queue, why);
+      return;
+    }
+    sub->ready = static_cast<std::int64_t>(ok->message_count);
   }
 
   void cmd_settle(const SubPtr& sub, std::uint64_t epoch, std::uint64_t tag, bool ack) {
@@ -1067,6 +1086,19 @@ class AmqpSubscription final : public Subscription {
   }
   const std::string& subject() const override { return shown_; }
 
+  // The last known ready count of a durable subscription's queue; asks
+  // the connection's thread for a fresh one (at most one request queued).
+  std::error_code lag(std::uint64_t& out) const {
+    if (!sub_->durable) return make_error_code(errc::not_supported);
+    if (auto link = link_.lock(); link && sub_->alive && !sub_->ready_asked.exchange(true)) {
+      link->enqueue([l = link.get(), sub = sub_] { l->cmd_queue_depth(sub); });
+    }
+    std::int64_t n = sub_->ready.load();
+    if (n < 0) return make_error_code(errc::timeout);
+    out = static_cast<std::uint64_t>(n);
+    return {};
+  }
+
  private:
   SubPtr sub_;
   std::weak_ptr<Link> link_;
@@ -1212,6 +1244,12 @@ class AmqpTransport final : public Transport {
     out = std::make_unique<AmqpSubscription>(
         sub, link_, options.subject.empty() ? sub->durable_queue : options.subject);
     return {};
+  }
+
+  std::error_code durable_lag(const Subscription& subscription, std::uint64_t& out) override {
+    auto* own = dynamic_cast<const AmqpSubscription*>(&subscription);
+    if (!own) return make_error_code(errc::not_supported);
+    return own->lag(out);
   }
 
   // Graceful: what was published is written, durable publishes get their

@@ -230,6 +230,7 @@ struct Consumer : std::enable_shared_from_this<Consumer> {
   void settle(const TopicPartition& tp, std::int64_t offset, std::uint64_t gen, bool ack,
               std::chrono::milliseconds delay);
   void commit_locked(const TopicPartition& tp, PartitionState& ps);
+  bool lag(std::uint64_t& out);
 
   bool wait_finished(std::chrono::milliseconds limit) {
     std::unique_lock lock(finish_mutex);
@@ -333,7 +334,7 @@ void Consumer::run() {
     std::lock_guard lock(mutex);
     rk_closed = true;
   }
-  // Commits what the auto commit still holds (queue groups) and leaves the
+  // Commits what the auto commit still holds (queue groups, durable subscriptions) and leaves the
   // group, so that the other members get its partitions at once.
   if (auto err = rd_kafka_consumer_close(rk)) {
     spdlog::debug("kafka: closing the consumer of '{}': {}", filter, rd_kafka_err2str(err));
@@ -362,6 +363,11 @@ void Consumer::rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_
       paused = false;
     }
     rd_kafka_assign(rk, partitions);
+    // librdkafka keeps a partition's pause across a rebalance: one paused
+    // for a full window before it was revoked would stay paused when it
+    // comes back to this member, and the group would stall (found by the
+    // bridge crash test, a session timeout while the window was full).
+    rd_kafka_resume_partitions(rk, partitions);
     {
       std::lock_guard lock(finish_mutex);
       joined = true;
@@ -543,18 +549,43 @@ void Consumer::commit_locked(const TopicPartition& tp, PartitionState& ps) {
   std::int64_t next = ps.in_flight.empty() ? ps.high + 1 : ps.in_flight.begin()->first;
   if (next <= ps.committed) return;
   ps.committed = next;
+  // Stored; the auto commit sends it (at most auto.commit.interval.ms later).
   auto* list = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = next;
-  if (auto err = rd_kafka_commit(rk, list, 1)) {
-    spdlog::warn("kafka: commit of {}[{}]@{} for group '{}' failed: {}", tp.first, tp.second, next,
-                 group, rd_kafka_err2str(err));
+  if (auto err = rd_kafka_offsets_store(rk, list)) {
+    spdlog::warn("kafka: storing offset {}[{}]@{} for group '{}' failed: {}", tp.first, tp.second,
+                 next, group, rd_kafka_err2str(err));
   }
   rd_kafka_topic_partition_list_destroy(list);
 }
 
+// Messages stored and not yet handed out, over the assigned partitions:
+// the high watermark (as of the last fetch: librdkafka's cached figure, no
+// request) minus the next offset to deliver. False while nothing is known.
+bool Consumer::lag(std::uint64_t& out) {
+  std::lock_guard lock(mutex);
+  if (rk_closed || !rk || parts.empty()) return false;
+  std::uint64_t total = 0;
+  bool known = false;
+  for (const auto& [tp, ps] : parts) {
+    std::int64_t low = 0, high = 0;
+    if (rd_kafka_get_watermark_offsets(rk, tp.first.c_str(), tp.second, &low, &high) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        high < 0) {
+      continue;
+    }
+    known = true;
+    std::int64_t next = std::max(ps.high + 1, low);
+    if (high > next) total += static_cast<std::uint64_t>(high - next);
+  }
+  if (known) out = total;
+  return known;
+}
+
 // On the polling thread, between polls: messages past their deadline are
 // due again (the partition is sought back to the first of them), and the
-// partitions pause while max_in_flight messages wait for their ack.
+// partitions pause while max_in_flight messages wait for their ack (until
+// half of them are settled).
 void Consumer::service_durable() {
   rd_kafka_topic_partition_list_t* seek = nullptr;
   bool pause = false, resume = false;
@@ -573,9 +604,14 @@ void Consumer::service_durable() {
         rd_kafka_topic_partition_list_add(seek, tp.first.c_str(), tp.second)->offset = first;
       }
     }
-    if (!paused && in_flight_total >= std::max<std::size_t>(options.max_in_flight, 1)) {
+    // Resume at half the window, not at one below it: a pause drops what
+    // librdkafka had fetched ahead, so toggling at every ack re-fetched the
+    // same messages one or two at a time (about 175 messages/s through a
+    // bridge with a full backlog, against thousands with this gap).
+    const std::size_t window = std::max<std::size_t>(options.max_in_flight, 1);
+    if (!paused && in_flight_total >= window) {
       paused = pause = true;
-    } else if (paused && in_flight_total < std::max<std::size_t>(options.max_in_flight, 1)) {
+    } else if (paused && in_flight_total <= window / 2) {
       paused = false;
       resume = true;
     }
@@ -608,6 +644,7 @@ class KafkaSubscription final : public Subscription {
     consumer_->stop = true;
   }
   const std::string& subject() const override { return subject_; }
+  Consumer& consumer() const { return *consumer_; }
 
  private:
   std::shared_ptr<Consumer> consumer_;
@@ -800,6 +837,14 @@ class KafkaTransport final : public Transport {
     return {};
   }
 
+  std::error_code durable_lag(const Subscription& subscription, std::uint64_t& out) override {
+    auto* own = dynamic_cast<const KafkaSubscription*>(&subscription);
+    if (!own || own->consumer().kind != Consumer::durable) {
+      return make_error_code(errc::not_supported);
+    }
+    return own->consumer().lag(out) ? std::error_code() : make_error_code(errc::timeout);
+  }
+
   // Flushes the producer (at most flush_timeout_ms; what is left then is
   // purged and its durable publishes fail with errc::closed), then closes
   // every consumer (commit, leave the group), then calls done on the
@@ -878,10 +923,15 @@ class KafkaTransport final : public Transport {
         {"bootstrap.servers", settings_.brokers},
         {"client.id", settings_.client_id},
         {"group.id", c->group},
-        // Queue groups commit what their handlers finished; durable
-        // subscriptions commit acknowledged offsets themselves; a fan-out
-        // subscriber's group of its own commits nothing.
-        {"enable.auto.commit", c->kind == Consumer::queue ? "true" : "false"},
+        // Queue groups store what their handlers finished, durable
+        // subscriptions what was acknowledged, and librdkafka's auto commit
+        // sends it (every auto.commit.interval.ms, on revoke and on close);
+        // a fan-out subscriber's group of its own commits nothing. One
+        // OffsetCommit per ack instead queued thousands of requests ahead
+        // of the heartbeats on a busy broker: sessions timed out and the
+        // group stalled in rebalances (found by the bridge crash test).
+        {"enable.auto.commit", c->kind == Consumer::fanout ? "false" : "true"},
+        {"auto.commit.interval.ms", "1000"},
         {"enable.auto.offset.store", "false"},
         {"auto.offset.reset", "latest"},
         {"session.timeout.ms", std::to_string(settings_.session_timeout_ms)},

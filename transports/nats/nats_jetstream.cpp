@@ -137,6 +137,8 @@ std::optional<AckSubject> parse_ack_subject(const std::string& reply) {
   if (!to_u64(t[base + 2], a.delivered) || !to_u64(t[base + 3], a.stream_sequence)) {
     return std::nullopt;
   }
+  // ...<consumer seq>.<timestamp>.<pending>: a figure for lag, not needed to ack.
+  if (!to_u64(t[base + 6], a.pending)) a.pending = 0;
   return a;
 }
 

@@ -62,6 +62,7 @@ struct AckSubject {
   std::string consumer;
   std::uint64_t delivered = 0;
   std::uint64_t stream_sequence = 0;
+  std::uint64_t pending = 0;  // the consumer's num_pending when the server sent it
 };
 std::optional<AckSubject> parse_ack_subject(const std::string& reply);
 

@@ -638,8 +638,10 @@ class NatsSubscription final : public Subscription {
  public:
   // `shown`: the subject subject() reports, when not the one subscribed
   // (a durable subscription's filter, not its deliver subject).
-  explicit NatsSubscription(std::shared_ptr<SubState> state, std::string shown = {})
-      : state_(std::move(state)), shown_(std::move(shown)) {}
+  // `pending`: a durable subscription's num_pending as of its last delivery.
+  explicit NatsSubscription(std::shared_ptr<SubState> state, std::string shown = {},
+                            std::shared_ptr<std::atomic<std::int64_t>> pending = nullptr)
+      : state_(std::move(state)), shown_(std::move(shown)), pending_(std::move(pending)) {}
   void unsubscribe() override {
     state_->stop();
     for (auto& b : state_->buckets) {
@@ -652,10 +654,13 @@ class NatsSubscription final : public Subscription {
     }
   }
   const std::string& subject() const override { return shown_.empty() ? state_->subject : shown_; }
+  // -1: no delivery yet; nullptr: not a durable subscription.
+  const std::atomic<std::int64_t>* pending() const { return pending_.get(); }
 
  private:
   std::shared_ptr<SubState> state_;
   std::string shown_;
+  std::shared_ptr<std::atomic<std::int64_t>> pending_;
 };
 
 // One JetStream delivery. ack() and nak() publish to its reply subject
@@ -968,6 +973,13 @@ class NatsTransport final : public Transport {
     std::string deliver, group;
     Json config;  // to create or update the consumer with; null: as it is
     bool exists = !info.error;
+    // The consumer's num_pending before its first delivery (durable_lag):
+    // from the info (or create) answer; -1 while unknown.
+    auto num_pending = [](const Json& answer, std::int64_t otherwise) {
+      auto it = answer.is_object() ? answer.find("num_pending") : answer.end();
+      return it != answer.end() && it->is_number_integer() ? it->get<std::int64_t>() : otherwise;
+    };
+    std::int64_t initial_pending = exists ? num_pending(info.json, -1) : -1;
     if (info.error && info.error->err_code == kJsStreamNotFound) {
       spdlog::error("nats: {}: stream '{}' not found on {}", what, stream, shared_->endpoint);
       return make_error_code(errc::invalid_argument);
@@ -1010,6 +1022,7 @@ class NatsTransport final : public Transport {
       auto created = api(js_api_ + ".CONSUMER.DURABLE.CREATE." + stream + "." + options.durable,
                          request.dump());
       if (auto ec = api_failure(created, what)) return ec;
+      if (!created.error) initial_pending = num_pending(created.json, initial_pending);
       if (created.error && exists) {
         // The server keeps some settings (2.9 refuses any update of a
         // consumer that starts at a time); the consumer is usable as is.
@@ -1026,8 +1039,9 @@ class NatsTransport final : public Transport {
     auto state = std::make_shared<SubState>();
     state->shared = shared_;
     state->subject = deliver;
+    auto pending = std::make_shared<std::atomic<std::int64_t>>(initial_pending);
     state->handler = [handler = std::move(handler), link = shared_->ack_link,
-                      filter = options.subject](Message m) {
+                      filter = options.subject, pending](Message m) {
       auto meta = parse_ack_subject(m.reply_to);
       if (!meta) {
         spdlog::debug(
@@ -1036,6 +1050,7 @@ class NatsTransport final : public Transport {
             filter);
         return;
       }
+      pending->store(static_cast<std::int64_t>(meta->pending), std::memory_order_relaxed);
       std::string ack_subject = std::move(m.reply_to);
       m.reply_to.clear();
       auto delivery =
@@ -1062,8 +1077,20 @@ class NatsTransport final : public Transport {
       spdlog::warn("nats: subscription of {} not confirmed by the server yet: {}", what,
                    natsStatus_GetText(f));
     }
-    out = std::make_unique<NatsSubscription>(std::move(state),
-                                             options.subject.empty() ? stream : options.subject);
+    out = std::make_unique<NatsSubscription>(
+        std::move(state), options.subject.empty() ? stream : options.subject, std::move(pending));
+    return {};
+  }
+
+  // num_pending as the server stated it in the last delivery's ack subject:
+  // no API round trip. While the consumer has max_ack_pending messages out
+  // it sends none, so the figure then is the one of the last delivery.
+  std::error_code durable_lag(const Subscription& subscription, std::uint64_t& out) override {
+    auto* own = dynamic_cast<const NatsSubscription*>(&subscription);
+    if (!own || !own->pending()) return make_error_code(errc::not_supported);
+    std::int64_t n = own->pending()->load(std::memory_order_relaxed);
+    if (n < 0) return make_error_code(errc::timeout);
+    out = static_cast<std::uint64_t>(n);
     return {};
   }
 

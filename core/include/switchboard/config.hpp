@@ -106,6 +106,9 @@ struct Config {
   std::vector<PluginSpec> plugins;
   std::vector<BridgeSpec> bridges;
   LogSection log;
+  // `admin: "127.0.0.1:9100"`: where `switchboard run` serves GET /metrics;
+  // empty: nowhere (the --admin flag overrides it).
+  std::string admin;
 
   // Where each key was written, by path: "transports.bus.url",
   // "plugins[0].options.precision", "bridges[1].to.topic". Empty for

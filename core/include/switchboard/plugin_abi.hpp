@@ -12,7 +12,7 @@
 
 // Bumped on any change to the plugin interfaces (Transport, Codec,
 // RuntimePlugin, their factories, or this struct).
-#define SWITCHBOARD_PLUGIN_ABI_VERSION 2u
+#define SWITCHBOARD_PLUGIN_ABI_VERSION 3u
 
 #define SWITCHBOARD_PLUGIN_ENTRY_SYMBOL "switchboard_plugin_entry"
 

@@ -144,6 +144,16 @@ class Transport {
   // errc::not_supported.
   virtual std::error_code subscribe_durable(const DurableSubscribe& options, DurableHandler handler,
                                             std::unique_ptr<Subscription>& out);
+  // How far a durable subscription is behind its source: messages the
+  // broker holds for it that it has not been handed yet (JetStream: the
+  // consumer's num_pending as of the last delivery; Kafka: high watermark
+  // minus the next offset, summed over the assigned partitions; AMQP: the
+  // queue's ready messages). Never blocks: it answers the newest figure the
+  // transport has (AMQP asks the broker in the background, so a call sees
+  // the answer to the one before). `subscription` must come from this
+  // transport's subscribe_durable. errc::not_supported by default and for
+  // other subscriptions; errc::timeout while no figure is known yet.
+  virtual std::error_code durable_lag(const Subscription& subscription, std::uint64_t& out);
 
   // Graceful close: stop delivery to new subscribers, deliver what was
   // already published, flush, then call done (on the executor).

@@ -85,6 +85,11 @@ struct BridgeOptions {
   // dead_letter: {transport, subject}
   std::string dead_letter_transport;
   SubjectTemplate dead_letter_subject;
+  // `codec`: re-encode payloads into this codec (plugin name); empty: relay
+  // the bytes as they are.
+  std::string codec;
+  // How often the source's lag is read (durable sources).
+  std::chrono::milliseconds lag_interval{1000};
 };
 
 // Reads and checks spec.options, spec.from.options and spec.to.options.
@@ -101,6 +106,7 @@ struct BridgeCounters {
   std::uint64_t redelivered = 0;    // source deliveries with delivery_count > 1
   std::uint64_t duplicates = 0;     // destination said it had the message id already
   std::uint64_t in_flight = 0;      // received, not yet settled
+  std::uint64_t lag = 0;            // stored at the source, not yet handed to the bridge
 };
 
 struct BridgeStatus {
@@ -109,17 +115,21 @@ struct BridgeStatus {
   std::string to;
   bool at_least_once = false;
   bool running = false;
+  bool lag_known = false;  // the source transport reports lag (durable_lag) and has answered
   BridgeCounters counters;
 };
+
+class CodecConversion;
 
 // One bridge: subscribe on `from`, map, publish on `to`, settle the source.
 class BridgeRelay : public std::enable_shared_from_this<BridgeRelay> {
  public:
-  // `dead_letter` may be null. The transports must be connected and deliver
-  // on `executor`.
+  // `dead_letter` and `conversion` may be null. The transports must be
+  // connected and deliver on `executor`.
   BridgeRelay(asio::any_io_executor executor, BridgeSpec spec, BridgeOptions options,
               std::shared_ptr<Transport> from, std::shared_ptr<Transport> to,
-              std::shared_ptr<Transport> dead_letter);
+              std::shared_ptr<Transport> dead_letter,
+              std::shared_ptr<const CodecConversion> conversion = nullptr);
   ~BridgeRelay();
 
   // Subscribes on the source. errc::not_supported when at_least_once was
@@ -139,17 +149,21 @@ class BridgeRelay : public std::enable_shared_from_this<BridgeRelay> {
   void on_message(Message msg, std::shared_ptr<DurableDelivery> delivery);
   void attempt(const std::shared_ptr<Pending>& p);
   void on_result(const std::shared_ptr<Pending>& p, std::error_code ec, bool duplicate);
-  void give_up(const std::shared_ptr<Pending>& p, std::error_code ec);
+  // `why`: what was wrong, for the dead letter's switchboard-error header.
+  void give_up(const std::shared_ptr<Pending>& p, std::error_code ec, const std::string& why = {});
   void finish(const std::shared_ptr<Pending>& p, bool ack);
   void send(Transport& transport, bool durable, Message msg, std::string message_id,
             std::function<void(std::error_code, bool duplicate)> done);
   std::chrono::milliseconds backoff_for(std::uint32_t attempt) const;
   void maybe_stopped();
+  void poll_lag();
 
   asio::any_io_executor executor_;
   BridgeSpec spec_;
   BridgeOptions options_;
   std::shared_ptr<Transport> from_, to_, dead_letter_;
+  std::shared_ptr<const CodecConversion> conversion_;
+  std::unique_ptr<asio::steady_timer> lag_timer_;
   bool durable_source_ = false;
   bool durable_destination_ = false;
   bool durable_dead_letter_ = false;
@@ -163,7 +177,8 @@ class BridgeRelay : public std::enable_shared_from_this<BridgeRelay> {
 
   struct Atomics {
     std::atomic<std::uint64_t> relayed{0}, failed{0}, retried{0}, dead_lettered{0}, dropped{0},
-        redelivered{0}, duplicates{0}, in_flight{0};
+        redelivered{0}, duplicates{0}, in_flight{0}, lag{0};
+    std::atomic<bool> lag_known{false};
   };
   Atomics counters_;
 };
@@ -198,6 +213,8 @@ class BridgeHost {
 
  private:
   std::shared_ptr<Transport> instance(const std::string& name);
+  std::shared_ptr<const CodecConversion> codec_conversion(const std::string& name,
+                                                          const std::string& key);
 
   asio::any_io_executor executor_;
   PluginHost& host_;
