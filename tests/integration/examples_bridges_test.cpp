@@ -173,7 +173,8 @@ TEST_F(ExamplesBridges, NatsToRabbitMqAsShipped) {
   std::string py = "/usr/bin/python3 " + script + " '" + rabbit.url() + "' ";
   ASSERT_NE(test::shell_output(py + "prepare").find("ready"), std::string::npos);
   run_example("nats-to-rabbitmq.yaml", {{"nats://127.0.0.1:4222", nats.url()},
-                                        {"amqp://guest:guest@127.0.0.1:5672", rabbit.url()}});
+                                        {"amqp://guest:guest@127.0.0.1:5672", rabbit.url()},
+                                        {"127.0.0.1:9101", "127.0.0.1:0"}});
   const int count = 20;
   for (int i = 0; i < count; ++i) {
     publish_stored(nats.url(), "shipments.berlin.packed", "box " + std::to_string(i),
