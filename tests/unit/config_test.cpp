@@ -13,9 +13,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Fixtures live beside this file; __FILE__ is absolute in CMake builds.
+// Fixtures live beside this file. The directory comes from CMake rather than
+// __FILE__, which a compiler cache may have made relative (ccache base_dir).
 std::string fixture(const std::string& name) {
-  return (fs::path(__FILE__).parent_path() / "configs" / name).string();
+  return (fs::path(SWITCHBOARD_CONFIG_FIXTURES) / name).string();
 }
 
 ConfigError error_of(const std::string& yaml) {
