@@ -241,9 +241,12 @@ struct Shape {
 
   // Only called after hash_of() succeeded, so every slot has a value.
   bool entry_matches(std::uint32_t e, const Json& object, const ProbedValue* probes) const {
-    const StoredValue* stored_values = stored_of(e);
-    for (std::size_t i = 0; i < slots.size(); ++i) {
-      if (!routing::same_value(stored_values[i], values_of(e)[i], probes[slots[i]])) return false;
+    const std::size_t n = slots.size();
+    const std::uint32_t* slot = slots.data();
+    const StoredValue* stored_values = stored.data() + e * n;
+    const Json* json_values = values.data() + e * n;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!routing::same_value(stored_values[i], json_values[i], probes[slot[i]])) return false;
     }
     for (const auto& m : entries[e].matchers) {
       auto it = object.find(m.key);
@@ -325,6 +328,39 @@ struct PatternRouter::Impl {
     Shape& created = **shapes.insert(pos, std::move(shape));
     rebuild_slots();
     return created;
+  }
+
+  // The most specific match (or, with insertion order, the first added):
+  // visit() written out for the one answer a lookup wants. Shapes are sorted
+  // by weight, so in specificity order the first weight level with a match
+  // ends the search.
+  std::optional<Id> best(const Json& object) const {
+    if (!object.is_object()) return std::nullopt;
+    constexpr std::size_t kInlineProbes = 16;
+    ProbedValue inline_probes[kInlineProbes];
+    std::vector<ProbedValue> heap_probes;
+    ProbedValue* probes = inline_probes;
+    if (slot_keys.size() > kInlineProbes) {
+      heap_probes.resize(slot_keys.size());
+      probes = heap_probes.data();
+    }
+    const std::uint64_t present = resolve(object, probes);
+    const bool by_specificity = order == Order::specificity;
+    const Entry* winner = nullptr;
+    std::size_t winner_weight = 0;
+    for (const auto& shape_ptr : shapes) {
+      const Shape& shape = *shape_ptr;
+      if (winner != nullptr && by_specificity && shape.weight < winner_weight) break;
+      if (masks_valid && (present & shape.mask) != shape.mask) continue;
+      std::uint64_t h;
+      if (!shape.hash_of(probes, h)) continue;
+      const Entry* e = shape.best_in_chain(object, probes, h);
+      if (e != nullptr && (winner == nullptr || e->id < winner->id)) {
+        winner = e;
+        winner_weight = shape.weight;
+      }
+    }
+    return winner != nullptr ? std::optional<Id>(winner->id) : std::nullopt;
   }
 
   // Visits matches; for specificity order stops after the best weight level.
@@ -454,23 +490,7 @@ bool PatternRouter::remove(Id id) {
 }
 
 std::optional<PatternRouter::Id> PatternRouter::lookup(const Json& object) const {
-  std::optional<Id> best;
-  std::size_t best_weight = 0;
-  impl_->visit(object, false, [&](const Shape& shape, const Entry& entry) {
-    bool better;
-    if (!best) {
-      better = true;
-    } else if (impl_->order == Order::insertion) {
-      better = entry.id < *best;
-    } else {
-      better = shape.weight > best_weight || (shape.weight == best_weight && entry.id < *best);
-    }
-    if (better) {
-      best = entry.id;
-      best_weight = shape.weight;
-    }
-  });
-  return best;
+  return impl_->best(object);
 }
 
 std::vector<PatternRouter::Id> PatternRouter::list(const Json& object) const {

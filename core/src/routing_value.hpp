@@ -79,7 +79,8 @@ struct ProbedValue {
   std::uint64_t hash;  // routing hash (scalar_hash's for everything but strings)
 };
 
-inline ProbedValue probe(const Json& v) noexcept {
+// Inlined into the lookup's walk: it runs for every routing key an act has.
+[[gnu::always_inline]] inline ProbedValue probe(const Json& v) noexcept {
   if (const auto* s = v.get_ptr<const std::string*>()) {
     return ProbedValue{&v, s->data(), s->size(), string_hash(s->data(), s->size())};
   }
@@ -139,7 +140,8 @@ inline bool short_equal(const char* a, const char* b, std::size_t n) noexcept {
 
 // Does the act's value equal the pattern's (`stored`, whose Json form is
 // `json`)? Equal values have equal hashes, so the hash settles most misses.
-inline bool same_value(const StoredValue& stored, const Json& json, const ProbedValue& p) noexcept {
+[[gnu::always_inline]] inline bool same_value(const StoredValue& stored, const Json& json,
+                                              const ProbedValue& p) noexcept {
   if (stored.hash != p.hash) return false;
   switch (stored.kind) {
     case StoredValue::Kind::string:

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <algorithm>
+#include <compare>
 #include <functional>
 #include <initializer_list>
 #include <iterator>
@@ -183,6 +184,12 @@ class SortedVectorMap {
   friend bool operator<(const SortedVectorMap& a, const SortedVectorMap& b) {
     return a.items_ < b.items_;
   }
+#if defined(__cpp_lib_three_way_comparison)
+  // basic_json orders objects with <=> in C++20.
+  friend auto operator<=>(const SortedVectorMap& a, const SortedVectorMap& b) {
+    return a.items_ <=> b.items_;
+  }
+#endif
 
  private:
   template <class K>
