@@ -8,6 +8,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "routing_value.hpp"
 #include "switchboard/error.hpp"
 #include "switchboard/subject.hpp"
 #include "value_match.hpp"
@@ -38,87 +39,49 @@ struct Matcher {
   }
 };
 
-// What a lookup found in the object for one key that some shape routes on:
-// the value (null when absent or not a routing scalar) and its hash. Resolved
-// once per lookup for the union of the shapes' keys, instead of once per shape.
-struct Probe {
-  const Json* value;
-  std::uint64_t hash;
-};
+using routing::ProbedValue;
+using routing::StoredValue;
 
-// A hash of short strings (keys and values are mostly 3 to 20 bytes), inline
-// and a few times cheaper than std::hash's out-of-line Murmur for them.
-inline std::uint64_t string_hash(std::string_view s) {
-  constexpr std::uint64_t kMul = 0x9fb21c651e98df25ULL;
-  std::uint64_t h = 0x243f6a8885a308d3ULL ^ (s.size() * kMul);
-  const char* p = s.data();
-  std::size_t n = s.size();
-  for (; n >= 8; p += 8, n -= 8) {
-    std::uint64_t w;
-    std::memcpy(&w, p, 8);
-    h = (h ^ w) * kMul;
-    h ^= h >> 29;
-  }
-  if (n > 0) {
-    std::uint64_t w = 0;
-    for (std::size_t i = 0; i < n; ++i)
-      w |= std::uint64_t(static_cast<unsigned char>(p[i])) << (8 * i);
-    h = (h ^ w) * kMul;
-    h ^= h >> 29;
-  }
-  return h;
+// The hash add(), remove() and lookup() all combine per value, so they agree.
+inline std::uint64_t routing_hash(const Json& v) noexcept {
+  return routing::probe(v).hash;
 }
 
-// Equality and hash of routing values: scalar_equal and scalar_hash, with the
-// common case (strings) inline. add(), remove() and lookup() all hash with
-// routing_hash, so they agree.
-inline bool routing_equal(const Json& a, const Json& b) {
-  if (a.is_string() && b.is_string()) {
-    return a.get_ref<const std::string&>() == b.get_ref<const std::string&>();
-  }
-  return scalar_equal(a, b);
-}
-inline std::uint64_t routing_hash(const Json& v) {
-  if (v.is_string()) return string_hash(v.get_ref<const std::string&>());
-  return scalar_hash(v);
-}
+// A key some shape routes on, in the form the walk over an act's members
+// compares fastest: most members differ from it in the first byte, and the
+// one that does not is usually the key itself (a few word compares).
+struct SlotKey {
+  std::string key;
+  unsigned char first = 0;
+  char chars[StoredValue::kInline] = {};  // keys up to kInline bytes, zero-padded
 
-// The order of std::string (what nlohmann objects are sorted by), inline:
-// keys are short, and a call to memcmp costs more than comparing them here.
-inline int key_compare(const std::string& a, const std::string& b) {
-  const std::size_t n = std::min(a.size(), b.size());
-  if (n > 0 && a[0] != b[0]) {  // settles most pairs
-    return static_cast<unsigned char>(a[0]) < static_cast<unsigned char>(b[0]) ? -1 : 1;
+  explicit SlotKey(std::string k) : key(std::move(k)) {
+    if (!key.empty()) first = static_cast<unsigned char>(key[0]);
+    if (key.size() <= StoredValue::kInline) std::memcpy(chars, key.data(), key.size());
   }
-  for (std::size_t i = 1; i < n; ++i) {
-    if (a[i] != b[i]) {
-      return static_cast<unsigned char>(a[i]) < static_cast<unsigned char>(b[i]) ? -1 : 1;
+
+  // <0: `member` sorts before this key, 0: it is this key, >0: after it;
+  // the order of std::string, by which the act's members are sorted.
+  int compare(const std::string& member) const noexcept {
+    // data()[0] is the terminating '\0' of an empty string, which sorts
+    // first as the empty string does; a tie on it is settled below.
+    const auto c = static_cast<unsigned char>(member.data()[0]);
+    if (c != first) return c < first ? -1 : 1;
+    if (member.size() == key.size() && key.size() <= StoredValue::kInline &&
+        routing::short_equal(chars, member.data(), key.size())) {
+      return 0;
     }
-  }
-  return a.size() < b.size() ? -1 : a.size() > b.size() ? 1 : 0;
-}
-
-// A key to search an object with: it orders exactly like std::string, and
-// the object's transparent comparator (std::less<>) lets std::map::find take
-// it, so that a search compares with key_compare instead of calling memcmp.
-struct FastKey {
-  const std::string* key;
-  friend bool operator<(const std::string& a, const FastKey& b) {
-    return key_compare(a, *b.key) < 0;
-  }
-  friend bool operator<(const FastKey& a, const std::string& b) {
-    return key_compare(*a.key, b) < 0;
+    // Inline rather than std::string::compare's call to memcmp: keys are
+    // short and usually differ within a few bytes.
+    const std::size_t n = std::min(member.size(), key.size());
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto a = static_cast<unsigned char>(member[i]);
+      const auto b = static_cast<unsigned char>(key[i]);
+      if (a != b) return a < b ? -1 : 1;
+    }
+    return member.size() < key.size() ? -1 : member.size() > key.size() ? 1 : 0;
   }
 };
-
-template <typename Members>
-auto find_member(const Members& members, const std::string& key) {
-  if constexpr (requires { typename Members::key_compare::is_transparent; }) {
-    return members.find(FastKey{&key});
-  } else {
-    return members.find(key);
-  }
-}
 
 constexpr std::uint64_t kHashSeed = 0x9e3779b97f4a7c15ULL;
 
@@ -133,8 +96,9 @@ struct Entry {
 //
 // Entries sit in one flat open-addressing table keyed by the hash of their
 // values; entries with equal hashes are chained in id order. Entry e's values
-// are values[e * keys.size() ...]. A lookup loads a table slot, then the
-// entry's values, then the strings they hold: few dependent cache misses
+// are values[e * keys.size() ...], and the same again as compact records in
+// stored[...] (hash and short strings inline), which is what lookups read: a
+// table slot, then the entry, then its records; few dependent cache misses
 // however many patterns there are.
 struct Shape {
   static constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
@@ -147,18 +111,21 @@ struct Shape {
 
   std::vector<std::string> keys;          // exact keys, sorted
   std::vector<std::string> matcher_keys;  // sorted
-  std::vector<std::size_t> slots;         // keys[i] is Impl::slot_keys[slots[i]]
+  std::vector<std::uint32_t> slots;       // keys[i] is Impl::slot_keys[slots[i]]
+  std::uint64_t mask = 0;                 // bit slots[i] for each key (Impl::masks_valid)
   std::size_t weight = 0;                 // keys + matcher_keys: the specificity
   std::uint64_t first_id = 0;             // for stable ordering of shapes
   std::size_t count = 0;
 
   std::vector<Entry> entries;
   std::vector<Json> values;
+  std::vector<StoredValue> stored;  // values' records, in the same places
   std::vector<std::uint32_t> free_entries;
   std::vector<Slot> table;     // size a power of two, at most half used
   std::size_t used_slots = 0;  // chains and tombstones
 
   const Json* values_of(std::uint32_t e) const { return values.data() + e * keys.size(); }
+  const StoredValue* stored_of(std::uint32_t e) const { return stored.data() + e * keys.size(); }
 
   std::size_t index_of(std::uint64_t h) const {
     // Fibonacci hashing: the high bits of a multiply spread any hash.
@@ -207,9 +174,13 @@ struct Shape {
       e = static_cast<std::uint32_t>(entries.size());
       entries.emplace_back();
       values.resize(values.size() + keys.size());
+      stored.resize(stored.size() + keys.size());
     }
     entries[e] = Entry{id, kNone, true, std::move(matchers)};
-    std::move(entry_values.begin(), entry_values.end(), values.begin() + e * keys.size());
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      stored[e * keys.size() + i] = StoredValue::of(entry_values[i]);
+      values[e * keys.size() + i] = std::move(entry_values[i]);
+    }
     ++count;
 
     if (Slot* slot = slot_of_chain(h)) {  // ids only grow: append keeps id order
@@ -241,7 +212,10 @@ struct Shape {
       entries[prev].next = entries[e].next;
     }
     entries[e] = Entry{};
-    for (std::size_t i = 0; i < keys.size(); ++i) values[e * keys.size() + i] = Json();
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      values[e * keys.size() + i] = Json();
+      stored[e * keys.size() + i] = StoredValue{};
+    }
     free_entries.push_back(e);
     --count;
     return true;
@@ -249,7 +223,7 @@ struct Shape {
 
   // Hashes the object's values for this shape's keys; false if one is
   // missing or not a scalar.
-  bool hash_of(const Probe* probes, std::uint64_t& h) const {
+  bool hash_of(const ProbedValue* probes, std::uint64_t& h) const {
     h = kHashSeed;
     for (auto slot : slots) {
       if (probes[slot].value == nullptr) return false;
@@ -258,7 +232,7 @@ struct Shape {
     return true;
   }
 
-  const Entry* best_in_chain(const Json& object, const Probe* probes, std::uint64_t h) const {
+  const Entry* best_in_chain(const Json& object, const ProbedValue* probes, std::uint64_t h) const {
     for (std::uint32_t e = chain(h); e != kNone; e = entries[e].next) {  // ordered by id
       if (entry_matches(e, object, probes)) return &entries[e];
     }
@@ -266,10 +240,13 @@ struct Shape {
   }
 
   // Only called after hash_of() succeeded, so every slot has a value.
-  bool entry_matches(std::uint32_t e, const Json& object, const Probe* probes) const {
-    const Json* v = values_of(e);
-    for (std::size_t i = 0; i < slots.size(); ++i) {
-      if (!routing_equal(v[i], *probes[slots[i]].value)) return false;
+  bool entry_matches(std::uint32_t e, const Json& object, const ProbedValue* probes) const {
+    const std::size_t n = slots.size();
+    const std::uint32_t* slot = slots.data();
+    const StoredValue* stored_values = stored.data() + e * n;
+    const Json* json_values = values.data() + e * n;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!routing::same_value(stored_values[i], json_values[i], probes[slot[i]])) return false;
     }
     for (const auto& m : entries[e].matchers) {
       auto it = object.find(m.key);
@@ -290,32 +267,51 @@ struct PatternRouter::Impl {
   std::unordered_map<Id, Shape*> owner;
   // The union of the shapes' exact keys, sorted; rebuilt when a shape comes
   // or goes (rare: only a new set of keys makes a shape).
-  std::vector<std::string> slot_keys;
+  std::vector<SlotKey> slot_keys;
+  // With at most 64 slot keys, a lookup notes which it found in a bit mask,
+  // and a shape missing one of its keys is skipped on its mask alone.
+  bool masks_valid = true;
 
   void rebuild_slots() {
+    std::vector<std::string> keys;
+    for (const auto& s : shapes) keys.insert(keys.end(), s->keys.begin(), s->keys.end());
+    std::sort(keys.begin(), keys.end());
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
     slot_keys.clear();
-    for (const auto& s : shapes) slot_keys.insert(slot_keys.end(), s->keys.begin(), s->keys.end());
-    std::sort(slot_keys.begin(), slot_keys.end());
-    slot_keys.erase(std::unique(slot_keys.begin(), slot_keys.end()), slot_keys.end());
+    for (auto& key : keys) slot_keys.emplace_back(std::move(key));
     for (auto& s : shapes) {
       s->slots.clear();
       for (const auto& key : s->keys) {
-        s->slots.push_back(static_cast<std::size_t>(
-            std::lower_bound(slot_keys.begin(), slot_keys.end(), key) - slot_keys.begin()));
+        s->slots.push_back(static_cast<std::uint32_t>(
+            std::lower_bound(slot_keys.begin(), slot_keys.end(), key,
+                             [](const SlotKey& a, const std::string& b) { return a.key < b; }) -
+            slot_keys.begin()));
+      }
+    }
+    masks_valid = slot_keys.size() <= 64;
+    for (auto& s : shapes) {
+      s->mask = 0;
+      if (masks_valid) {
+        for (auto slot : s->slots) s->mask |= std::uint64_t{1} << slot;
       }
     }
   }
 
-  // Fills probes[i] for slot_keys[i], one tree search per key.
-  void resolve(const Json& object, Probe* probes) const {
-    const auto& members = object.get_ref<const Json::object_t&>();
+  // Fills probes[i] for slot_keys[i] and returns the mask of the ones found
+  // (when masks_valid). Both the object's members and slot_keys are sorted
+  // by key, so one merging walk finds them all.
+  std::uint64_t resolve(const Json& object, ProbedValue* probes) const {
+    std::uint64_t found = 0;
+    const auto& members = *object.get_ptr<const Json::object_t*>();  // visit() checked
+    auto member = members.begin();
+    const auto end = members.end();
     for (std::size_t i = 0; i < slot_keys.size(); ++i) {
-      probes[i] = Probe{nullptr, 0};
-      auto it = find_member(members, slot_keys[i]);
-      if (it != members.end() && is_routing_scalar(it->second)) {
-        probes[i] = Probe{&it->second, routing_hash(it->second)};
-      }
+      int c = -1;
+      while (member != end && (c = slot_keys[i].compare(member->first)) < 0) ++member;
+      probes[i] = c == 0 ? routing::probe(member->second) : ProbedValue{};
+      if (probes[i].value != nullptr) found |= std::uint64_t{1} << (i & 63);
     }
+    return found;
   }
 
   Shape& shape_for(std::vector<std::string> keys, std::vector<std::string> matcher_keys, Id id) {
@@ -334,23 +330,57 @@ struct PatternRouter::Impl {
     return created;
   }
 
+  // The most specific match (or, with insertion order, the first added):
+  // visit() written out for the one answer a lookup wants. Shapes are sorted
+  // by weight, so in specificity order the first weight level with a match
+  // ends the search.
+  std::optional<Id> best(const Json& object) const {
+    if (!object.is_object()) return std::nullopt;
+    constexpr std::size_t kInlineProbes = 16;
+    ProbedValue inline_probes[kInlineProbes];
+    std::vector<ProbedValue> heap_probes;
+    ProbedValue* probes = inline_probes;
+    if (slot_keys.size() > kInlineProbes) {
+      heap_probes.resize(slot_keys.size());
+      probes = heap_probes.data();
+    }
+    const std::uint64_t present = resolve(object, probes);
+    const bool by_specificity = order == Order::specificity;
+    const Entry* winner = nullptr;
+    std::size_t winner_weight = 0;
+    for (const auto& shape_ptr : shapes) {
+      const Shape& shape = *shape_ptr;
+      if (winner != nullptr && by_specificity && shape.weight < winner_weight) break;
+      if (masks_valid && (present & shape.mask) != shape.mask) continue;
+      std::uint64_t h;
+      if (!shape.hash_of(probes, h)) continue;
+      const Entry* e = shape.best_in_chain(object, probes, h);
+      if (e != nullptr && (winner == nullptr || e->id < winner->id)) {
+        winner = e;
+        winner_weight = shape.weight;
+      }
+    }
+    return winner != nullptr ? std::optional<Id>(winner->id) : std::nullopt;
+  }
+
   // Visits matches; for specificity order stops after the best weight level.
   template <typename F>
   void visit(const Json& object, bool all, F&& f) const {
     if (!object.is_object()) return;
     constexpr std::size_t kInlineProbes = 16;
-    Probe inline_probes[kInlineProbes];
-    std::vector<Probe> heap_probes;
-    Probe* probes = inline_probes;
+    ProbedValue inline_probes[kInlineProbes];
+    std::vector<ProbedValue> heap_probes;
+    ProbedValue* probes = inline_probes;
     if (slot_keys.size() > kInlineProbes) {
       heap_probes.resize(slot_keys.size());
       probes = heap_probes.data();
     }
-    resolve(object, probes);
+    const std::uint64_t present = resolve(object, probes);
     std::size_t found_weight = 0;
     bool found = false;
     for (const auto& shape : shapes) {
       if (found && !all && order == Order::specificity && shape->weight < found_weight) break;
+      if (masks_valid && (present & shape->mask) != shape->mask) continue;
       std::uint64_t h;
       if (!shape->hash_of(probes, h)) continue;
       if (all) {
@@ -460,23 +490,7 @@ bool PatternRouter::remove(Id id) {
 }
 
 std::optional<PatternRouter::Id> PatternRouter::lookup(const Json& object) const {
-  std::optional<Id> best;
-  std::size_t best_weight = 0;
-  impl_->visit(object, false, [&](const Shape& shape, const Entry& entry) {
-    bool better;
-    if (!best) {
-      better = true;
-    } else if (impl_->order == Order::insertion) {
-      better = entry.id < *best;
-    } else {
-      better = shape.weight > best_weight || (shape.weight == best_weight && entry.id < *best);
-    }
-    if (better) {
-      best = entry.id;
-      best_weight = shape.weight;
-    }
-  });
-  return best;
+  return impl_->best(object);
 }
 
 std::vector<PatternRouter::Id> PatternRouter::list(const Json& object) const {

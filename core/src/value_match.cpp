@@ -42,7 +42,7 @@ std::uint64_t scalar_hash(const Json& v) noexcept {
       break;
   }
   std::int64_t i;
-  if (as_integer(v, i)) return std::hash<std::int64_t>()(i) ^ 0x1234567ULL;
+  if (as_integer(v, i)) return integer_hash(i);
   if (v.is_number()) return std::hash<double>()(v.get<double>());
   return 0;
 }

@@ -12,6 +12,10 @@
 namespace switchboard {
 
 std::uint64_t scalar_hash(const Json& v) noexcept;
+// scalar_hash of a number equal to the integer i, whatever its JSON kind.
+inline std::uint64_t integer_hash(std::int64_t i) noexcept {
+  return static_cast<std::uint64_t>(i) * 0x9e3779b97f4a7c15ULL ^ 0x1234567ULL;
+}
 bool scalar_equal(const Json& a, const Json& b) noexcept;
 
 inline std::uint64_t hash_combine(std::uint64_t seed, std::uint64_t h) noexcept {

@@ -45,6 +45,70 @@ TEST(PatternRouter, NumbersCompareByValueAcrossIntegerAndFloat) {
   EXPECT_EQ(r.lookup({{"topic", "t"}, {"v", "1"}}), std::nullopt);
 }
 
+TEST(PatternRouter, NumbersOfEveryJsonKindRouteByValue) {
+  // Parsed "2" is unsigned, -2 signed, 2.0 a float: all the same routing value.
+  PatternRouter r;
+  auto two = add(r, Json::parse(R"({"topic": "t", "v": 2})"));
+  auto minus = add(r, {{"topic", "t"}, {"v", -2}});
+  auto big = add(r, {{"topic", "t"}, {"v", std::uint64_t{18446744073709551615ULL}}});
+  EXPECT_EQ(r.lookup({{"topic", "t"}, {"v", std::int64_t{2}}}), two);
+  EXPECT_EQ(r.lookup({{"topic", "t"}, {"v", 2.0}}), two);
+  EXPECT_EQ(r.lookup(Json::parse(R"({"topic": "t", "v": -2.0})")), minus);
+  EXPECT_EQ(r.lookup({{"topic", "t"}, {"v", std::uint64_t{18446744073709551615ULL}}}), big);
+  EXPECT_EQ(r.lookup({{"topic", "t"}, {"v", 3}}), std::nullopt);
+  EXPECT_EQ(r.lookup({{"topic", "t"}, {"v", true}}), std::nullopt);
+}
+
+TEST(PatternRouter, StringsOfEveryLengthCompareExactly) {
+  // Short strings are kept inline in the index and compared word by word;
+  // long ones are not: both must match exactly and only exactly.
+  PatternRouter r;
+  std::vector<std::pair<std::string, PatternRouter::Id>> added;
+  for (std::size_t n = 0; n <= 40; ++n) {
+    std::string value(n, 'x');
+    if (n > 0) value.back() = 'y';
+    added.emplace_back(value, add(r, {{"topic", "t"}, {"name", value}}));
+  }
+  for (const auto& [value, id] : added) {
+    EXPECT_EQ(r.lookup({{"topic", "t"}, {"name", value}}), id) << value.size();
+    if (!value.empty()) {
+      EXPECT_EQ(r.lookup({{"topic", "t"}, {"name", value + "y"}}), std::nullopt) << value;
+      std::string changed = value;
+      changed[changed.size() / 2] ^= 1;
+      EXPECT_EQ(r.lookup({{"topic", "t"}, {"name", changed}}), std::nullopt) << changed;
+    }
+  }
+  EXPECT_EQ(r.lookup({{"topic", "t"}, {"name", std::string(41, 'x')}}), std::nullopt);
+}
+
+TEST(PatternRouter, RoutingKeysAreFoundAmongAnyOtherKeys) {
+  // The act's members are walked in key order against the router's keys:
+  // keys sharing a first byte, an empty key, long keys and keys sorting
+  // before and after every routing key.
+  PatternRouter r;
+  auto id = add(r, {{"", "empty"},
+                    {"role", "admin"},
+                    {"a_routing_key_longer_than_twenty_bytes", 1},
+                    {"topic", "t"}});
+  Json act = {{"", "empty"},
+              {"0", 0},
+              {"a", 1},
+              {"a_routing_key_longer_than_twenty_bytes", 1},
+              {"a_routing_key_longer_than_twenty_bytez", 2},
+              {"r", "x"},
+              {"requestId", "r1"},
+              {"role", "admin"},
+              {"roles", "x"},
+              {"topic", "t"},
+              {"zzz", 3}};
+  EXPECT_EQ(r.lookup(act), id);
+  act.erase("");
+  EXPECT_EQ(r.lookup(act), std::nullopt);
+  act[""] = "empty";
+  act["role"] = "user";
+  EXPECT_EQ(r.lookup(act), std::nullopt);
+}
+
 TEST(PatternRouter, RegexAndGlobMatchersRouteAndCountAsSpecificity) {
   PatternRouter r;
   auto any_user = add(r, {{"topic", "users"}, {"cmd", glob("get*")}});
