@@ -9,7 +9,9 @@
 //
 // Prints a JSON object on stdout (scripts/bench.sh turns it into a table).
 //   event_log_bench [--dir=DIR] [--seconds=S] [--inflight=N] [--threads=T]
-//                   [--replay-events=N]
+//                   [--replay-events=N] [--backend=jetstream --url=nats://HOST:PORT]
+// With --backend the log is a fresh stream (or topic) on that broker; the
+// floor is still the local disk's.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -37,7 +39,25 @@ struct Args {
   int inflight = 8192;
   int threads = 2;
   std::uint64_t replay_events = 1000000;
+  std::string backend = "sqlite";
+  std::string url;
 };
+
+// The log's options for this run: the file, or a fresh log on a broker.
+EventLogOptions log_options(const Args& a, const std::string& path) {
+  EventLogOptions o;
+  o.backend = a.backend;
+  o.url = a.url;
+  if (a.backend == "sqlite") {
+    o.path = path;
+  } else {
+    static const std::string name = "bench_" + std::to_string(::getpid());
+    o.path = name;
+    o.plugin_path = {fs::canonical("/proc/self/exe").parent_path().string() +
+                     "/../lib/switchboard"};
+  }
+  return o;
+}
 
 Args parse(int argc, char** argv) {
   Args a;
@@ -57,6 +77,10 @@ Args parse(int argc, char** argv) {
       a.threads = std::stoi(v);
     else if (auto v = value("--replay-events="))
       a.replay_events = std::stoull(v);
+    else if (auto v = value("--backend="))
+      a.backend = v;
+    else if (auto v = value("--url="))
+      a.url = v;
     else {
       std::cerr << "unknown argument " << s << "\n";
       std::exit(2);
@@ -121,8 +145,7 @@ int main(int argc, char** argv) {
   {
     asio::io_context io;
     auto guard = asio::make_work_guard(io);
-    EventLogOptions o;
-    o.path = path;
+    EventLogOptions o = log_options(args, path);
     EventLog log(io.get_executor(), o);
     log.declare("order.created", {{"order", {{"type", "integer"}, {"required", true}}},
                                   {"sku", {{"type", "string"}}},
@@ -176,8 +199,7 @@ int main(int argc, char** argv) {
   // ---- top the log up for replay ----
   {
     asio::io_context io;
-    EventLogOptions o;
-    o.path = path;
+    EventLogOptions o = log_options(args, path);
     EventLog log(io.get_executor(), o);
     std::uint64_t have = log.last_sequence();
     std::uint64_t want = args.replay_events;
@@ -193,8 +215,7 @@ int main(int argc, char** argv) {
   // ---- replay ----
   {
     asio::io_context io;
-    EventLogOptions o;
-    o.path = path;
+    EventLogOptions o = log_options(args, path);
     o.read_only = true;
     EventLog log(io.get_executor(), o);
     std::uint64_t total = log.last_sequence();

@@ -22,10 +22,9 @@ std::string default_store() {
 }
 
 std::unique_ptr<EventLog> open_log(asio::io_context& io, const std::string& store, bool read_only) {
-  EventLogOptions options;
-  options.path = store;
-  options.read_only = read_only;
   try {
+    EventLogOptions options = event_log_options(store);
+    options.read_only = read_only;
     return std::make_unique<EventLog>(io.get_executor(), options);
   } catch (const Error& e) {
     print_error(e);
@@ -271,8 +270,53 @@ void add_verify(CLI::App& events, int& exit_code) {
 void add_store_option(CLI::App& cmd, std::string& store) {
   store = default_store();
   cmd.add_option("--store", store,
-                 "event store file (default: $SWITCHBOARD_EVENTS_STORE, else "
-                 "./switchboard-events.db)");
+                 "event store file, or BACKEND://HOST:PORT/NAME for a broker "
+                 "(jetstream://127.0.0.1:4222/orders); default: $SWITCHBOARD_EVENTS_STORE, "
+                 "else ./switchboard-events.db");
+}
+
+EventLogOptions event_log_options(const std::string& store) {
+  EventLogOptions options;
+  auto scheme_end = store.find("://");
+  if (scheme_end == std::string::npos) {
+    options.path = store;
+    return options;
+  }
+  auto bad = [&](const std::string& why) {
+    return Error(errc::invalid_argument, "--store '" + store + "': " + why +
+                                             " (expected BACKEND://HOST:PORT/NAME[?opt=value])");
+  };
+  options.backend = store.substr(0, scheme_end);
+  std::string rest = store.substr(scheme_end + 3);
+  std::string query;
+  if (auto q = rest.find('?'); q != std::string::npos) {
+    query = rest.substr(q + 1);
+    rest.resize(q);
+  }
+  auto slash = rest.find('/');
+  if (slash == std::string::npos || slash == 0 || slash + 1 == rest.size()) {
+    throw bad("no host or no log name");
+  }
+  // The backend's broker: JetStream lives on NATS; others use their own scheme.
+  std::string broker = options.backend == "jetstream" ? "nats" : options.backend;
+  options.url = broker + "://" + rest.substr(0, slash);
+  options.path = rest.substr(slash + 1);
+  std::size_t at = 0;
+  while (at < query.size()) {
+    auto amp = query.find('&', at);
+    std::string pair = query.substr(at, amp == std::string::npos ? std::string::npos : amp - at);
+    at = amp == std::string::npos ? query.size() : amp + 1;
+    auto eq = pair.find('=');
+    if (eq == std::string::npos || eq == 0) throw bad("option '" + pair + "' is not KEY=VALUE");
+    std::string key = pair.substr(0, eq), value = pair.substr(eq + 1);
+    bool number = !value.empty() && value.find_first_not_of("0123456789") == std::string::npos;
+    if (number) {
+      options.backend_options[key] = std::stoll(value);
+    } else {
+      options.backend_options[key] = value;
+    }
+  }
+  return options;
 }
 
 void add_events_command(CLI::App& app, int& exit_code) {

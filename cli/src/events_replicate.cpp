@@ -84,10 +84,9 @@ int replicate(const ReplicateArgs& args) {
   }
   asio::io_context io;
   std::unique_ptr<EventLog> log;
-  EventLogOptions lo;
-  lo.path = args.store;
-  lo.origin = args.origin;
   try {
+    EventLogOptions lo = event_log_options(args.store);
+    lo.origin = args.origin;
     log = std::make_unique<EventLog>(io.get_executor(), lo);
   } catch (const Error& e) {
     print_error(e);

@@ -24,7 +24,7 @@ namespace {
 
 constexpr std::string_view kFilePrefix = "libswitchboard-";
 constexpr std::string_view kFileSuffix = ".so";
-constexpr std::uint32_t kKindCount = 3;
+constexpr std::uint32_t kKindCount = 4;
 
 // One dlopen handle. Shared by the registry and by every object made from
 // the library, so dlclose runs only once nothing can call into it.
@@ -60,7 +60,7 @@ struct Entry {
 };
 
 bool valid_kind(std::uint32_t kind) {
-  return kind >= SWITCHBOARD_PLUGIN_TRANSPORT && kind <= SWITCHBOARD_PLUGIN_RUNTIME;
+  return kind >= SWITCHBOARD_PLUGIN_TRANSPORT && kind <= SWITCHBOARD_PLUGIN_EVENT_STORE;
 }
 
 std::string describe(SwitchboardPluginKind kind, const std::string& name) {
@@ -144,6 +144,8 @@ const char* to_string(SwitchboardPluginKind kind) noexcept {
       return "codec";
     case SWITCHBOARD_PLUGIN_RUNTIME:
       return "plugin";
+    case SWITCHBOARD_PLUGIN_EVENT_STORE:
+      return "event-store";
   }
   return "unknown";
 }
@@ -240,7 +242,7 @@ struct PluginHost::Impl {
     }
     if (!valid_kind(info->kind)) {
       throw PluginError(shown, "unknown kind " + std::to_string(info->kind) +
-                                   " (expected 1 transport, 2 codec or 3 plugin)");
+                                   " (expected 1 transport, 2 codec, 3 plugin or 4 event-store)");
     }
     auto kind = static_cast<SwitchboardPluginKind>(info->kind);
     if (info->name == nullptr || *info->name == '\0') {
@@ -450,6 +452,12 @@ const PluginDescriptor& PluginHost::register_builtin(std::string name, std::stri
 }
 
 const PluginDescriptor& PluginHost::register_builtin(std::string name, std::string version,
+                                                     const EventStoreFactory& factory) {
+  return register_builtin(SWITCHBOARD_PLUGIN_EVENT_STORE, std::move(name), std::move(version),
+                          &factory);
+}
+
+const PluginDescriptor& PluginHost::register_builtin(std::string name, std::string version,
                                                      const RuntimePluginFactory& factory) {
   return register_builtin(SWITCHBOARD_PLUGIN_RUNTIME, std::move(name), std::move(version),
                           &factory);
@@ -477,6 +485,15 @@ std::shared_ptr<RuntimePlugin> PluginHost::create_runtime_plugin(const std::stri
   const auto* factory = static_cast<const RuntimePluginFactory*>(r.factory);
   return create_object<RuntimePlugin>(r.descriptor, std::move(r.library), "",
                                       [&] { return factory->create(); });
+}
+
+std::shared_ptr<EventStore> PluginHost::create_event_store(const std::string& name,
+                                                           const EventStoreConfig& config) {
+  auto r = impl_->resolve(SWITCHBOARD_PLUGIN_EVENT_STORE, name);
+  const auto* factory = static_cast<const EventStoreFactory*>(r.factory);
+  std::string where = " (log " + in_quotes(config.location) + ")";
+  return create_object<EventStore>(r.descriptor, std::move(r.library), where,
+                                   [&] { return factory->open(config); });
 }
 
 }  // namespace switchboard

@@ -1,5 +1,6 @@
 // `switchboard events ...` end to end: declare, emit, tail, export (resume
-// and --from-scratch), verify (and its failure after an edit).
+// and --from-scratch), verify (and its failure after an edit); the same on a
+// JetStream log through --store jetstream://HOST:PORT/NAME.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
@@ -8,8 +9,11 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 
+#include "support/nats_server.hpp"
 #include "switchboard/json.hpp"
 
 namespace switchboard {
@@ -104,6 +108,34 @@ TEST_F(EventsCli, DeclareEmitTailExportVerify) {
   auto bad = events("verify");
   EXPECT_EQ(bad.status, 1);
   EXPECT_EQ(Json::parse(bad.out)["first_bad"], 2);
+}
+
+TEST_F(EventsCli, AJetStreamLogThroughAStoreUrl) {
+  test::NatsServer nats(test::NatsServer::jetstream);
+  std::string host = "127.0.0.1:" + std::to_string(nats.port());
+  store_ = "jetstream://" + host + "/clilog";
+  ASSERT_EQ(events("declare t '{\"id\":{\"type\":\"integer\",\"required\":true}}'").status, 0);
+  EXPECT_EQ(events("emit t '{\"id\":\"x\"}'").status, 1);  // does not fit
+  for (int i = 1; i <= 3; ++i) {
+    auto r = events("emit t '{\"id\":" + std::to_string(i) + "}'");
+    ASSERT_EQ(r.status, 0);
+    EXPECT_EQ(Json::parse(r.out)["sequence"], i);
+  }
+  EXPECT_EQ(lines(events("tail --from 2 --no-follow").out).size(), 2u);
+  EXPECT_EQ(lines(events("export --ndjson").out).size(), 3u);
+  EXPECT_TRUE(lines(events("export --ndjson").out).empty());  // the cursor is on the broker
+  auto ok = events("verify");
+  EXPECT_EQ(ok.status, 0);
+  EXPECT_EQ(Json::parse(ok.out)["events"], 3);
+
+  // Options ride in the query; a bad one is named.
+  store_ = "jetstream://" + host + "/clilog?replicas=9";
+  EXPECT_EQ(events("verify").status, 1);
+  std::ifstream err(dir_ / "stderr.txt");
+  std::string text((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("replicas"), std::string::npos) << text;
+  store_ = "jetstream://" + host;  // no log name
+  EXPECT_EQ(events("verify").status, 1);
 }
 
 }  // namespace

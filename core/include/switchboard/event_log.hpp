@@ -10,8 +10,12 @@
 //     // r.sequence, r.id: the event is on disk
 //   });
 //
+// The store is SQLite by default; EventLogOptions::backend puts it on a
+// broker instead (a JetStream stream, a Kafka topic) through an event-store
+// plugin, with the same API (event_store.hpp, docs/events.md "Backends").
+//
 // Durability: emit() completes once the event's transaction has been
-// committed and fsynced (SQLite WAL, synchronous=FULL). Concurrent emits are
+// committed and fsynced (SQLite WAL, synchronous=FULL; a broker: its ack). Concurrent emits are
 // group-committed by one writer thread: one transaction and one fsync per
 // batch. A crash (kill -9, power loss within what the disk promises) keeps
 // every acknowledged event and never leaves a partial one.
@@ -99,7 +103,16 @@ struct StreamOptions {
 };
 
 struct EventLogOptions {
-  std::string path;    // the SQLite file; `-wal`, `-shm` and `.lock` files sit beside it
+  // Where the log is kept: "sqlite" (built in, the default) or an event-store
+  // plugin's backend name, "jetstream" or "kafka" (the plugin
+  // libswitchboard-<backend>-events.so). docs/events.md, "Backends".
+  std::string backend = "sqlite";
+  // sqlite: the file (`-wal`, `-shm` and `.lock` files sit beside it).
+  // Broker backends: the log's name (JetStream: the stream; Kafka: the topic).
+  std::string path;
+  std::string url;  // broker backends: "nats://host:4222", "kafka://host:9092"
+  Json backend_options = Json::object();  // broker backends: their own options (docs/events.md)
+  std::vector<std::string> plugin_path;   // where to look for the backend's plugin first
   std::string origin;  // node id; empty: the store's own (random, made when it was created)
   std::size_t max_batch = 16384;  // events per group commit at most
   // Open without the writer: no emit, declare or save_consumer (they fail

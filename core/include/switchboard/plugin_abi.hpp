@@ -39,9 +39,10 @@
 extern "C" {
 
 enum SwitchboardPluginKind : std::uint32_t {
-  SWITCHBOARD_PLUGIN_TRANSPORT = 1,  // factory: const switchboard::TransportFactory*
-  SWITCHBOARD_PLUGIN_CODEC = 2,      // factory: const switchboard::CodecFactory*
-  SWITCHBOARD_PLUGIN_RUNTIME = 3,    // factory: const switchboard::RuntimePluginFactory*
+  SWITCHBOARD_PLUGIN_TRANSPORT = 1,    // factory: const switchboard::TransportFactory*
+  SWITCHBOARD_PLUGIN_CODEC = 2,        // factory: const switchboard::CodecFactory*
+  SWITCHBOARD_PLUGIN_RUNTIME = 3,      // factory: const switchboard::RuntimePluginFactory*
+  SWITCHBOARD_PLUGIN_EVENT_STORE = 4,  // factory: const switchboard::EventStoreFactory*
 };
 
 struct SwitchboardPluginInfo {

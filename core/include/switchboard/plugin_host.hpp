@@ -1,5 +1,5 @@
-// The plugin host: finds, loads and checks transport, codec and runtime
-// plugins (see plugin_abi.hpp and docs/plugins.md), and builds objects from
+// The plugin host: finds, loads and checks transport, codec, runtime and
+// event-store plugins (see plugin_abi.hpp and docs/plugins.md), and builds objects from
 // their factories.
 //
 // Search order for a plugin by name: `plugin_path` from config, then
@@ -27,6 +27,7 @@
 
 #include "switchboard/codec.hpp"
 #include "switchboard/error.hpp"
+#include "switchboard/event_store.hpp"
 #include "switchboard/json.hpp"
 #include "switchboard/plugin_abi.hpp"
 #include "switchboard/runtime_plugin.hpp"
@@ -110,6 +111,8 @@ class PluginHost {
                                            const CodecFactory& factory);
   const PluginDescriptor& register_builtin(std::string name, std::string version,
                                            const RuntimePluginFactory& factory);
+  const PluginDescriptor& register_builtin(std::string name, std::string version,
+                                           const EventStoreFactory& factory);
 
   // Build objects from the plugin of that name, loading it if needed. The
   // objects keep their library loaded. An OptionError from the factory is
@@ -121,6 +124,11 @@ class PluginHost {
   std::shared_ptr<Codec> create_codec(const std::string& name,
                                       const Json& options = Json::object());
   std::shared_ptr<RuntimePlugin> create_runtime_plugin(const std::string& name);
+  // An event store from the event-store plugin `name` ("jetstream-events"),
+  // with the same error rules as the others (a store that cannot be opened
+  // is a PluginError quoting the store's EventStoreError).
+  std::shared_ptr<EventStore> create_event_store(const std::string& name,
+                                                 const EventStoreConfig& config);
 
  private:
   struct Impl;

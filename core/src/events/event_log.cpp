@@ -3,10 +3,7 @@
 // stream catch-up on the log's strand.
 #include "switchboard/event_log.hpp"
 
-#include <fcntl.h>
 #include <spdlog/spdlog.h>
-#include <sys/file.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -19,13 +16,12 @@
 
 #include "../payload_schema.hpp"
 #include "event_hash.hpp"
+#include "event_store_open.hpp"
 #include "foreign_events.hpp"
-#include "sqlite_store.hpp"
 
 namespace switchboard {
 
-using events::SqliteStore;
-using events::StoreError;
+using StoreError = EventStoreError;
 
 Json Event::to_json() const {
   Json payload = Json::parse(payload_json, nullptr, false);
@@ -47,34 +43,6 @@ std::int64_t now_us() {
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
-
-// Other processes may not write the store while this one does: the writer
-// holds an exclusive flock on `<path>.lock` (released by the kernel when the
-// process dies, kill -9 included).
-class WriterLock {
- public:
-  explicit WriterLock(const std::string& path) {
-    std::string lock_path = path + ".lock";
-    fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd_ < 0) {
-      throw Error(errc::invalid_argument, "event store '" + path + "': cannot open " + lock_path +
-                                              ": " + std::generic_category().message(errno));
-    }
-    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-      ::close(fd_);
-      throw Error(errc::invalid_argument,
-                  "event store '" + path + "' is open for writing in another process");
-    }
-  }
-  ~WriterLock() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  WriterLock(const WriterLock&) = delete;
-  WriterLock& operator=(const WriterLock&) = delete;
-
- private:
-  int fd_ = -1;
-};
 
 struct HandlerEntry {
   std::string type;  // "*" for all
@@ -99,8 +67,10 @@ struct EventLog::Impl : std::enable_shared_from_this<EventLog::Impl> {
   using StreamState = Stream;
   EventLogOptions options;
   asio::strand<asio::any_io_executor> strand;
-  std::unique_ptr<WriterLock> lock;
   std::string origin;
+  // Set when another writer appended to the store (a broker backend's
+  // fencing): every later write fails with this message.
+  std::string fenced;
 
   // Schemas by type; read on every emit, written by declare().
   mutable std::shared_mutex types_mutex;
@@ -126,7 +96,7 @@ struct EventLog::Impl : std::enable_shared_from_this<EventLog::Impl> {
   bool stopping = false;
   bool closed = false;
   std::thread writer;
-  std::unique_ptr<SqliteStore> write_store;  // writer thread only (and open/close)
+  std::shared_ptr<EventStore> write_store;  // writer thread only (and open/close)
   // The chain's head, writer thread only.
   std::uint64_t last_sequence = 0;
   EventHash last_hash{};
@@ -152,7 +122,7 @@ struct EventLog::Impl : std::enable_shared_from_this<EventLog::Impl> {
 
   // ---- reads ----
   mutable std::mutex read_mutex;
-  std::unique_ptr<SqliteStore> read_store;
+  std::shared_ptr<EventStore> read_store;
 
   // ---- dispatch (listeners mutex; delivery on the strand) ----
   std::mutex listeners_mutex;
@@ -169,6 +139,8 @@ struct EventLog::Impl : std::enable_shared_from_this<EventLog::Impl> {
                  std::vector<IngestOp>& ingest_ops);
   using HeadUndo = std::vector<std::pair<std::string, std::uint64_t>>;
   void append_foreign(std::vector<IngestOp>& ops, std::vector<Event>& out, HeadUndo& undo);
+  void load_heads();
+  void recover_after_failed_commit(std::uint64_t seq0);
   void dispatch(const std::shared_ptr<std::vector<Event>>& batch);
   void catch_up(const std::shared_ptr<StreamState>& s);
   void save_cursor(StreamState& s);
@@ -256,6 +228,7 @@ void EventLog::Impl::run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& 
   std::error_code ec;
   std::string why;
   try {
+    if (!fenced.empty()) throw StoreError(fenced);
     write_store->begin();
     try {
       // One timestamp per batch, never earlier than the previous one: the
@@ -299,8 +272,13 @@ void EventLog::Impl::run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& 
     for (auto it = undo.rbegin(); it != undo.rend(); ++it) writer_heads[it->first] = it->second;
     ec = make_error_code(errc::transport_error);
     why = ex.what();
+    if (fenced.empty() && dynamic_cast<const EventStoreConflict*>(&ex)) {
+      fenced = why + "; this log no longer writes (another writer has the store): reopen it";
+      why = fenced;
+    }
     spdlog::error("event log '{}': commit of {} events failed: {}", options.path, batch.size(),
                   why);
+    if (fenced.empty()) recover_after_failed_commit(seq0);
   }
 
   if (!ec) {
@@ -335,6 +313,56 @@ void EventLog::Impl::run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& 
   }
   if (!ec && !events->empty()) {
     asio::post(strand, [self = shared_from_this(), events] { self->dispatch(events); });
+  }
+}
+
+// The writer's view of the chain's head and per-origin heads, from the
+// store: at open, and after a failed commit.
+void EventLog::Impl::load_heads() {
+  auto head = write_store->head();
+  last_sequence = head.sequence;
+  last_hash = head.hash;
+  // Our own newest timestamp: a foreign event's (another clock) must not
+  // hold back or push forward ours.
+  auto own = write_store->origin_head(origin);
+  last_ts = own.timestamp_us;
+  origin_sequence = own.origin_sequence;
+  auto all = write_store->origin_heads();
+  {
+    std::lock_guard lock(heads_mutex);
+    heads = all;
+  }
+  writer_heads = std::move(all);
+  writer_heads.erase(origin);
+  committed = head.sequence;
+}
+
+// A broker may keep a prefix of a batch whose commit failed (a publish
+// acknowledged before the connection dropped); SQLite keeps nothing. Either
+// way the head is read again, and events that did land are handed to
+// handlers and streams like committed ones (their emits failed: the
+// at-least-once case of docs/events.md).
+void EventLog::Impl::recover_after_failed_commit(std::uint64_t seq0) {
+  try {
+    load_heads();
+  } catch (const std::exception& ex) {
+    fenced = std::string("event store: cannot read its head after a failed commit: ") + ex.what() +
+             "; reopen the log";
+    spdlog::error("event log '{}': {}", options.path, fenced);
+    return;
+  }
+  if (last_sequence <= seq0) return;
+  auto landed = std::make_shared<std::vector<Event>>();
+  Event scratch;
+  try {
+    write_store->read(
+        seq0 + 1, last_sequence, SIZE_MAX, [&](const Event& e) { landed->push_back(e); }, scratch);
+  } catch (const std::exception& ex) {
+    spdlog::error("event log '{}': reading events {}..{} after a failed commit: {}", options.path,
+                  seq0 + 1, last_sequence, ex.what());
+  }
+  if (!landed->empty()) {
+    asio::post(strand, [self = shared_from_this(), landed] { self->dispatch(landed); });
   }
 }
 
@@ -450,8 +478,7 @@ EventLog::EventLog(asio::any_io_executor executor, EventLogOptions options)
   if (d.options.max_batch == 0) d.options.max_batch = 1;
   try {
     if (!d.options.read_only) {
-      d.lock = std::make_unique<WriterLock>(d.options.path);
-      d.write_store = std::make_unique<SqliteStore>(d.options.path, SqliteStore::Mode::read_write);
+      d.write_store = events::open_event_store(d.options, /*read_only=*/false);
       auto own = d.write_store->meta("origin");
       if (!own) {
         own = events::random_origin();
@@ -460,23 +487,13 @@ EventLog::EventLog(asio::any_io_executor executor, EventLogOptions options)
         d.write_store->commit();
       }
       d.origin = d.options.origin.empty() ? *own : d.options.origin;
-      auto head = d.write_store->head();
-      d.last_sequence = head.sequence;
-      d.last_hash = head.hash;
-      // Our own newest timestamp: a foreign event's (another clock) must
-      // not hold back or push forward ours.
-      d.last_ts = d.write_store->origin_last_timestamp(d.origin);
-      d.origin_sequence = d.write_store->max_origin_sequence(d.origin);
-      d.heads = d.write_store->origin_heads();
-      d.writer_heads = d.heads;
-      d.writer_heads.erase(d.origin);
-      d.committed = head.sequence;
-      d.dispatched = head.sequence;
+      d.load_heads();
+      d.dispatched = d.last_sequence;
       for (auto& [name, text] : d.write_store->types()) {
         d.types[name] = std::make_shared<const Json>(Json::parse(text));
       }
     }
-    d.read_store = std::make_unique<SqliteStore>(d.options.path, SqliteStore::Mode::read_only);
+    d.read_store = events::open_event_store(d.options, /*read_only=*/true);
     if (d.options.read_only) {
       d.origin =
           d.options.origin.empty() ? d.read_store->meta("origin").value_or("") : d.options.origin;
@@ -509,16 +526,8 @@ void EventLog::close() {
   }
   d.queue_cv.notify_one();
   if (d.writer.joinable()) d.writer.join();
-  if (d.write_store) {
-    // Everything into the main file, so that a closed store is one file
-    // (unless a reader holds a snapshot; then the WAL stays, which is fine).
-    try {
-      d.write_store->exec("PRAGMA wal_checkpoint(TRUNCATE)");
-    } catch (const StoreError&) {
-    }
-  }
+  if (d.write_store) d.write_store->close();
   d.write_store.reset();
-  d.lock.reset();
 }
 
 void EventLog::declare(const std::string& type, const Json& schema) {
@@ -777,10 +786,10 @@ std::optional<std::uint64_t> EventLog::consumer_position(const std::string& name
 
 VerifyResult EventLog::verify() const {
   VerifyResult r;
-  std::optional<SqliteStore> store;
+  std::shared_ptr<EventStore> store;
   try {
-    store.emplace(impl_->options.path, SqliteStore::Mode::read_only);
-  } catch (const StoreError& ex) {
+    store = events::open_event_store(impl_->options, /*read_only=*/true);
+  } catch (const std::exception& ex) {
     r.ok = false;
     r.first_bad = 1;
     r.reason = ex.what();

@@ -1,8 +1,13 @@
 #include "sqlite_store.hpp"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
+#include <system_error>
 
 namespace switchboard::events {
 namespace {
@@ -41,6 +46,33 @@ void assign_text(sqlite3_stmt* s, int col, std::string& out) {
 
 }  // namespace
 
+// Other processes may not write the store while this one does: the writer
+// holds an exclusive flock on `<path>.lock` (released by the kernel when the
+// process dies, kill -9 included).
+class WriterLock {
+ public:
+  explicit WriterLock(const std::string& path) {
+    std::string lock_path = path + ".lock";
+    fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) {
+      throw StoreError("event store '" + path + "': cannot open " + lock_path + ": " +
+                       std::generic_category().message(errno));
+    }
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd_);
+      throw StoreError("event store '" + path + "' is open for writing in another process");
+    }
+  }
+  ~WriterLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  WriterLock(const WriterLock&) = delete;
+  WriterLock& operator=(const WriterLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 Statement::Statement(sqlite3* db, const char* sql) : db_(db) {
   if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) != SQLITE_OK) {
     throw StoreError(std::string("prepare: ") + sqlite3_errmsg(db));
@@ -62,6 +94,7 @@ Statement& Statement::operator=(Statement&& o) noexcept {
 }
 
 SqliteStore::SqliteStore(const std::string& path, Mode mode) : path_(path) {
+  if (mode == Mode::read_write) lock_ = std::make_unique<WriterLock>(path);
   int flags =
       mode == Mode::read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   flags |= SQLITE_OPEN_NOMUTEX;  // one thread at a time, by contract
@@ -145,24 +178,29 @@ void SqliteStore::exec(const char* sql) {
 }
 
 SqliteStore::Head SqliteStore::head() {
-  Statement s(db_, "SELECT seq, hash, ts FROM events ORDER BY seq DESC LIMIT 1");
+  Statement s(db_, "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1");
   Head h;
   int rc = sqlite3_step(s.get());
   if (rc == SQLITE_ROW) {
     h.sequence = static_cast<std::uint64_t>(sqlite3_column_int64(s.get(), 0));
     copy_hash(s.get(), 1, h.hash);
-    h.timestamp_us = sqlite3_column_int64(s.get(), 2);
   } else if (rc != SQLITE_DONE) {
     fail(sqlite3_errmsg(db_));
   }
   return h;
 }
 
-std::uint64_t SqliteStore::max_origin_sequence(const std::string& origin) {
-  Statement s(db_, "SELECT MAX(origin_seq) FROM events WHERE origin = ?");
+EventStore::OriginHead SqliteStore::origin_head(const std::string& origin) {
+  Statement s(
+      db_, "SELECT origin_seq, ts FROM events WHERE origin = ? ORDER BY origin_seq DESC LIMIT 1");
   sqlite3_bind_text(s.get(), 1, origin.data(), static_cast<int>(origin.size()), SQLITE_STATIC);
-  if (sqlite3_step(s.get()) != SQLITE_ROW) fail(sqlite3_errmsg(db_));
-  return static_cast<std::uint64_t>(sqlite3_column_int64(s.get(), 0));
+  OriginHead h;
+  int rc = sqlite3_step(s.get());
+  if (rc == SQLITE_DONE) return h;
+  if (rc != SQLITE_ROW) fail(sqlite3_errmsg(db_));
+  h.origin_sequence = static_cast<std::uint64_t>(sqlite3_column_int64(s.get(), 0));
+  h.timestamp_us = sqlite3_column_int64(s.get(), 1);
+  return h;
 }
 
 std::map<std::string, std::uint64_t> SqliteStore::origin_heads() {
@@ -176,15 +214,6 @@ std::map<std::string, std::uint64_t> SqliteStore::origin_heads() {
   }
   if (rc != SQLITE_DONE) fail(sqlite3_errmsg(db_));
   return out;
-}
-
-std::int64_t SqliteStore::origin_last_timestamp(const std::string& origin) {
-  Statement s(db_, "SELECT ts FROM events WHERE origin = ? ORDER BY origin_seq DESC LIMIT 1");
-  sqlite3_bind_text(s.get(), 1, origin.data(), static_cast<int>(origin.size()), SQLITE_STATIC);
-  int rc = sqlite3_step(s.get());
-  if (rc == SQLITE_DONE) return 0;
-  if (rc != SQLITE_ROW) fail(sqlite3_errmsg(db_));
-  return sqlite3_column_int64(s.get(), 0);
 }
 
 std::optional<std::string> SqliteStore::meta(const std::string& key) {
@@ -219,6 +248,13 @@ std::optional<std::uint64_t> SqliteStore::consumer(const std::string& name) {
   if (rc == SQLITE_DONE) return std::nullopt;
   if (rc != SQLITE_ROW) fail(sqlite3_errmsg(db_));
   return static_cast<std::uint64_t>(sqlite3_column_int64(s.get(), 0));
+}
+
+void SqliteStore::close() noexcept {
+  try {
+    if (lock_) exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  } catch (const StoreError&) {
+  }
 }
 
 void SqliteStore::begin() {

@@ -4,26 +4,28 @@
 //
 // One SqliteStore is one connection; it is not shared between threads
 // without a lock. Failures throw StoreError (caught at the EventLog's
-// boundaries and turned into error codes).
+// boundaries and turned into error codes). Opened for writing, it holds an
+// exclusive flock on `<path>.lock`: one writing process per file.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 
-#include "switchboard/event_log.hpp"
+#include "switchboard/event_store.hpp"
 
 struct sqlite3;
 struct sqlite3_stmt;
 
 namespace switchboard::events {
 
-struct StoreError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+using StoreError = EventStoreError;
+
+class WriterLock;
 
 class Statement {
  public:
@@ -39,52 +41,44 @@ class Statement {
   sqlite3_stmt* stmt_ = nullptr;
 };
 
-class SqliteStore {
+class SqliteStore final : public EventStore {
  public:
   enum class Mode { read_write, read_only };
   SqliteStore(const std::string& path, Mode mode);
-  ~SqliteStore();
+  ~SqliteStore() override;
   SqliteStore(const SqliteStore&) = delete;
   SqliteStore& operator=(const SqliteStore&) = delete;
 
-  struct Head {
-    std::uint64_t sequence = 0;
-    EventHash hash{};
-    std::int64_t timestamp_us = 0;
-  };
-  Head head();
-  std::uint64_t max_origin_sequence(const std::string& origin);
-  // Per origin, the highest origin_seq (replication cursors).
-  std::map<std::string, std::uint64_t> origin_heads();
-  // The timestamp of origin's newest event; 0 when it has none.
-  std::int64_t origin_last_timestamp(const std::string& origin);
-  std::optional<std::string> meta(const std::string& key);
-  std::map<std::string, std::string> types();
-  std::optional<std::uint64_t> consumer(const std::string& name);
+  Head head() override;
+  OriginHead origin_head(const std::string& origin) override;
+  std::map<std::string, std::uint64_t> origin_heads() override;
+  std::optional<std::string> meta(const std::string& key) override;
+  std::map<std::string, std::string> types() override;
+  std::optional<std::uint64_t> consumer(const std::string& name) override;
 
   // Writing (read_write only): one transaction per group commit.
-  void begin();
-  void commit();  // returns after the fsync
-  void rollback() noexcept;
-  void insert(const Event& e);
-  void put_meta(const std::string& key, const std::string& value);
-  void put_type(const std::string& name, const std::string& schema);
-  void put_consumer(const std::string& name, std::uint64_t position);
+  void begin() override;
+  void commit() override;  // returns after the fsync
+  void rollback() noexcept override;
+  void insert(const Event& e) override;
+  void put_meta(const std::string& key, const std::string& value) override;
+  void put_type(const std::string& name, const std::string& schema) override;
+  void put_consumer(const std::string& name, std::uint64_t position) override;
 
-  // Events with from <= sequence <= to, at most `max`, in order; `scratch`
-  // is filled and handed to fn for each. Returns how many.
   std::size_t read(std::uint64_t from, std::uint64_t to, std::size_t max,
-                   const std::function<void(const Event&)>& fn, Event& scratch);
-
-  // Events of `origin` with origin_seq >= from, at most `max`, in
-  // origin_seq order.
+                   const std::function<void(const Event&)>& fn, Event& scratch) override;
   std::size_t read_origin(const std::string& origin, std::uint64_t from, std::size_t max,
-                          const std::function<void(const Event&)>& fn, Event& scratch);
+                          const std::function<void(const Event&)>& fn, Event& scratch) override;
+
+  // Checkpoints the WAL into the main file, so that a closed store is one
+  // file (unless a reader holds a snapshot; then the WAL stays).
+  void close() noexcept override;
 
   void exec(const char* sql);
 
  private:
   [[noreturn]] void fail(const std::string& what) const;
+  std::unique_ptr<WriterLock> lock_;
   sqlite3* db_ = nullptr;
   std::string path_;
   std::size_t step_events(sqlite3_stmt* s, const std::function<void(const Event&)>& fn, Event& e);
