@@ -2,6 +2,7 @@
 // middleware, handler) and replies.
 #include <spdlog/spdlog.h>
 
+#include "envelope_json.hpp"
 #include "payload_schema.hpp"
 #include "runtime_impl.hpp"
 #include "switchboard/subject.hpp"
@@ -176,11 +177,13 @@ void Runtime::Impl::send_reply(const std::shared_ptr<CallState>& state, Json res
   }
   if (!state->reply_to.empty()) {
     const Codec& reply_codec = state->codec ? *state->codec : *codec;
-    Json reply = encode_reply(state->request.meta, state->request.trace, state->request, result,
-                              error ? error->to_json() : Json(nullptr));
     std::string bytes;
     try {
-      bytes = reply_codec.encode(reply);
+      const RequestEnvelope& req = state->request;
+      Json error_json = error ? error->to_json() : Json(nullptr);
+      bytes = writes_json_envelopes(reply_codec)
+                  ? write_json_reply(req.meta, req.trace, req, result, error_json, reply_codec)
+                  : reply_codec.encode(encode_reply(req.meta, req.trace, req, result, error_json));
     } catch (const std::exception& e) {
       // A result the codec cannot carry becomes an error reply, not a lost one.
       Error encode_error(errc::parse_error, std::string("reply could not be encoded: ") + e.what());
