@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 namespace switchboard {
@@ -76,6 +77,23 @@ bool split_dollar_keys(const Json& pattern, Json& travels, DollarOptions& o, std
     // Unknown `$` keys are local by convention and never travel.
   }
   return true;
+}
+
+bool split_dollar_keys(Json&& pattern, Json& travels, DollarOptions& o, std::string& why) {
+  if (pattern.is_object()) {
+    bool options = false;
+    for (const auto& [key, value] : pattern.get_ref<const Json::object_t&>()) {
+      if (ends_with_dollar(key)) {
+        options = true;
+        break;
+      }
+    }
+    if (!options) {
+      travels = std::move(pattern);
+      return true;
+    }
+  }
+  return split_dollar_keys(std::as_const(pattern), travels, o, why);
 }
 
 namespace {
@@ -172,6 +190,32 @@ Json encode_request(RequestEnvelope r) {
   return j;
 }
 
+namespace {
+
+// Trace::from_json, moving the strings out instead of copying them.
+std::string take_string(Json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? std::move(it->get_ref<std::string&>()) : std::string();
+}
+double number_or_zero(const Json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<double>() : 0.0;
+}
+Trace take_trace(Json& j) {
+  Trace t;
+  if (!j.is_object()) return t;
+  t.trace_id = take_string(j, "traceId");
+  t.span_id = take_string(j, "spanId");
+  t.parent_span_id = take_string(j, "parentSpanId");
+  t.service = take_string(j, "service");
+  t.method = take_string(j, "method");
+  t.timestamp = number_or_zero(j, "timestamp");
+  t.duration = number_or_zero(j, "duration");
+  return t;
+}
+
+}  // namespace
+
 bool decode_request(Json j, RequestEnvelope& out, std::string& why) {
   if (!j.is_object()) {
     why = "envelope must be a JSON object";
@@ -187,9 +231,9 @@ bool decode_request(Json j, RequestEnvelope& out, std::string& why) {
   if (auto it = j.find("delegate"); it != j.end() && it->is_object()) {
     out.delegate = std::move(*it);
   }
-  if (auto it = j.find("trace"); it != j.end()) out.trace = Trace::from_json(*it);
+  if (auto it = j.find("trace"); it != j.end()) out.trace = take_trace(*it);
   if (auto it = j.find("request"); it != j.end() && it->is_object()) {
-    out.request_id = string_or(*it, "id");
+    out.request_id = take_string(*it, "id");
     out.type = string_or(*it, "type", "request") == "pubsub" ? "pubsub" : "request";
     if (auto d = it->find("depth"); d != it->end() && d->is_number_integer()) {
       out.depth = d->get<int>();

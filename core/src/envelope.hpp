@@ -29,6 +29,9 @@ struct DollarOptions {
 // Fails with a message for an option of the wrong type.
 bool split_dollar_keys(const Json& pattern, Json& travels, DollarOptions& options,
                        std::string& why);
+// The same for a pattern you no longer need: without `$` keys (the usual
+// act) it moves into `travels` instead of being copied member by member.
+bool split_dollar_keys(Json&& pattern, Json& travels, DollarOptions& options, std::string& why);
 
 // Hemera's `method`: the sorted "key:value" list of the pattern's scalars.
 std::string method_of(const Json& pattern);

@@ -33,7 +33,7 @@ void Runtime::Impl::act(std::shared_ptr<CallState> parent, Json pattern, StreamC
   ActInfo info;
   DollarOptions opts;
   std::string why;
-  if (!split_dollar_keys(pattern, info.pattern, opts, why)) {
+  if (!split_dollar_keys(std::move(pattern), info.pattern, opts, why)) {
     return fail(Error(errc::invalid_argument, why));
   }
   auto topic = info.pattern.find("topic");
@@ -149,6 +149,16 @@ void Runtime::Impl::on_inbox_message(const Message& msg) {
   }
   PendingAct& p = *it->second;
   Json j;
+  // What is left of the reply is freed after the caller has its result.
+  struct Retire {
+    Impl& rt;
+    Json& j;
+    ~Retire() {
+      if (j.is_null()) return;
+      rt.retired_replies.push_back(std::move(j));
+      rt.post_cleanup();
+    }
+  } retire{*this, j};
   std::string why;
   Response r;
   r.trace = p.info.trace;
@@ -227,7 +237,8 @@ void Runtime::Impl::finish_act(const std::string& id, std::error_code ec, Respon
   }
   if (response.error) report_error(*response.error);
   entry->done(ec, std::move(response));
-  stop_deadline_timer_when_idle();
+  retired_acts.push_back(std::move(entry));
+  post_cleanup();
   maybe_finish_close();
 }
 
@@ -245,18 +256,19 @@ void Runtime::Impl::clear_deadline(PendingAct& p) {
   p.has_deadline = false;
 }
 
-void Runtime::Impl::stop_deadline_timer_when_idle() {
-  if (!deadlines.empty() || idle_check_posted || !deadline_timer) return;
-  // Nothing left to time out. The armed timer would keep the executor busy
-  // (io_context::run() would not return) until it fires, so it is stopped,
-  // but only once the handlers queued by now (the finished act's
-  // completion) have run: a caller that acts again from its completion
-  // keeps it armed, without a timerfd update.
-  idle_check_posted = true;
+void Runtime::Impl::post_cleanup() {
+  if (cleanup_posted) return;
+  cleanup_posted = true;
   asio::post(executor, [weak = weak_from_this()] {
     auto rt = weak.lock();
     if (!rt) return;
-    rt->idle_check_posted = false;
+    rt->cleanup_posted = false;
+    rt->retired_acts.clear();
+    rt->retired_replies.clear();
+    // Nothing left to time out: the armed timer would keep the executor
+    // busy (io_context::run() would not return) until it fires. Checked
+    // only now, after the finished act's completion ran: a caller that
+    // acts again from it keeps the timer armed, without a timerfd update.
     if (rt->deadlines.empty()) rt->stop_deadline_timer();
   });
 }
