@@ -217,6 +217,10 @@ Trace take_trace(Json& j) {
 }  // namespace
 
 bool decode_request(Json j, RequestEnvelope& out, std::string& why) {
+  return decode_request_from(j, out, why);
+}
+
+bool decode_request_from(Json& j, RequestEnvelope& out, std::string& why) {
   if (!j.is_object()) {
     why = "envelope must be a JSON object";
     return false;

@@ -53,6 +53,9 @@ Json encode_request(RequestEnvelope r);
 // By value for the same reason: a decoded message passed with std::move
 // gives up its pattern and meta without a copy.
 bool decode_request(Json j, RequestEnvelope& out, std::string& why);
+// The same, taking what it keeps out of `j` and leaving the rest there, so
+// that the caller frees it when it suits (the service: after the reply).
+bool decode_request_from(Json& j, RequestEnvelope& out, std::string& why);
 
 Json encode_reply(const Json& meta, const Trace& trace, const RequestEnvelope& request,
                   const Json& result, const Json& error);

@@ -96,20 +96,22 @@ void Runtime::Impl::on_service_message(ServiceSubscription& service, Message msg
   state->rt = shared_from_this();
   state->runtime = self;
   state->service = &service;
-  state->reply_to = msg.reply_to;
   state->codec = &codec_for(msg);
+  state->reply_to = std::move(msg.reply_to);
 
   Json j;
   std::string why;
   if (auto ec = state->codec->decode(msg.data.view(), j, why)) {
     spdlog::warn("request on '{}' dropped: cannot decode ({}: {})", msg.subject,
                  state->codec->name(), why);
-    state->request.type = msg.reply_to.empty() ? "pubsub" : "request";
+    state->request.type = state->reply_to.empty() ? "pubsub" : "request";
     ++inflight;
     return send_reply(state, nullptr, Error(errc::parse_error, "cannot decode request: " + why),
                       true);
   }
-  if (!decode_request(std::move(j), state->request, why)) {
+  // What decode_request_from leaves in `j` is freed when this returns,
+  // after the handler (and a sync handler's reply), not before it.
+  if (!decode_request_from(j, state->request, why)) {
     spdlog::warn("request on '{}' dropped: {}", msg.subject, why);
     ++inflight;
     return send_reply(state, nullptr, Error(errc::parse_error, why), true);
