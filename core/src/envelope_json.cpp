@@ -1,17 +1,25 @@
 #include "envelope_json.hpp"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 
 namespace switchboard {
 namespace {
 
-// A string the json codec writes as it is: printable ASCII without '"' or
-// '\\'. Anything else (escapes, UTF-8 checks) goes through the codec.
+// Bytes the json codec writes as they are: printable ASCII but '"' and
+// '\\'. A string with any other byte (escapes, UTF-8 checks) goes through
+// the codec.
+constexpr auto kPlain = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0x20; c < 0x80; ++c) t[static_cast<std::size_t>(c)] = c != '"' && c != '\\';
+  return t;
+}();
+
 bool plain(const std::string& s) {
   for (unsigned char c : s) {
-    if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') return false;
+    if (!kPlain[c]) return false;
   }
   return true;
 }
@@ -21,12 +29,13 @@ class Writer {
   Writer(const Codec& codec, std::size_t reserve) : codec_(codec) { out_.reserve(reserve); }
 
   // `key` is a literal in order; members come in the Json map's key order.
-  void key(const char* k) {
+  template <std::size_t N>
+  void key(const char (&k)[N]) {
     if (!first_) out_ += ',';
     first_ = false;
     out_ += '"';
-    out_ += k;
-    out_ += "\":";
+    out_.append(k, N - 1);
+    out_.append("\":", 2);
   }
   void open() {
     out_ += '{';
