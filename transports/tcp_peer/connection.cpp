@@ -191,6 +191,7 @@ void Connection::on_read(const boost::system::error_code& ec, std::size_t n) {
     return;
   }
   in_end_ += n;
+  wrote_this_turn_ = false;        // a new turn: the next frame may go out directly
   auto self = shared_from_this();  // a handler may drop the last other reference
   bool delivered = false;
   while (state_ == State::open && in_end_ > in_begin_) {
@@ -222,11 +223,11 @@ void Connection::on_read(const boost::system::error_code& ec, std::size_t n) {
     }
   }
   if (state_ == State::closed) return;
-  if (!delivered) return do_read();
   // The next read starts with a recv that, in a request/reply exchange,
-  // finds nothing yet (Asio reads speculatively before waiting). Queued
-  // behind what the frames just started (an act's completion, a reply), it
-  // no longer delays them.
+  // finds nothing yet (Asio reads speculatively before waiting). When the
+  // frames were answered here already (a reply went out), it delays no one;
+  // else it is queued behind what they started (an act's completion).
+  if (!delivered || wrote_this_turn_) return do_read();
   asio::post(socket_.get_executor(), [self] {
     if (self->state_ != State::closed) self->do_read();
   });
@@ -251,26 +252,29 @@ bool Connection::send_msg(std::string head, const Payload& data) {
 }
 
 void Connection::enqueue(Out out) {
-  // Idle (nothing queued, nothing being written, no direct write in this
-  // turn): send it now, from here. Going through async_write costs a posted
-  // completion and a trip through the reactor before the next handler runs,
-  // and an act is one small frame. Busy: frames queue until the flush
-  // posted after the direct write, which sends them in one gather write
-  // (a read of many requests answers them with one syscall, not one each).
-  bool idle = out_.empty() && !writing_ && !flush_posted_;
-  if (idle && ready_ && !tls_ && state_ != State::closed) {
-    bool all = write_now(out);
-    flush_posted_ = true;
-    asio::post(socket_.get_executor(), [self = shared_from_this()] {
-      self->flush_posted_ = false;
-      if (self->ready_ && !self->writing_ && !self->out_.empty()) self->do_write();
-    });
-    if (all) return;
+  // Idle (nothing queued, nothing being written) and no direct write yet in
+  // this turn (since the last read): send it now, from here. Going through
+  // async_write costs a posted completion and a trip through the reactor
+  // before the next handler runs, and an act is one small frame. Busy:
+  // frames queue, and one posted flush sends them in one gather write (a
+  // read of many requests answers them with one syscall, not one each).
+  bool idle = out_.empty() && !writing_;
+  if (idle && !wrote_this_turn_ && ready_ && !tls_ && state_ != State::closed) {
+    wrote_this_turn_ = true;
+    if (write_now(out)) return;
   }
   queued_ += out.head.size() + out.data.size();
   out_.push_back(std::move(out));
   // Before the TLS handshake is done, frames wait for begin().
-  if (!writing_ && ready_ && (!flush_posted_ || front_written_ > 0)) do_write();
+  if (!ready_ || writing_) return;
+  if (front_written_ > 0 || !wrote_this_turn_) return do_write();
+  if (flush_posted_) return;
+  flush_posted_ = true;
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    self->flush_posted_ = false;
+    self->wrote_this_turn_ = false;
+    if (self->ready_ && !self->writing_ && !self->out_.empty()) self->do_write();
+  });
 }
 
 // Writes what the socket takes without waiting; true when all of it went.

@@ -142,7 +142,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::size_t queued_ = 0;
   std::size_t front_written_ = 0;  // bytes of out_.front() already sent by write_now()
   bool writing_ = false;
-  bool flush_posted_ = false;  // a direct write happened; later frames wait for the flush
+  bool wrote_this_turn_ = false;  // a direct write since the last read; later frames queue
+  bool flush_posted_ = false;
   std::size_t writing_count_ = 0;
   std::vector<asio::const_buffer> buffers_;
 
