@@ -13,7 +13,13 @@ void convert(simdjson::dom::element e, Json& out) {
       out = Json::object();
       auto& members = out.get_ref<Json::object_t&>();
       for (auto field : simdjson::dom::object(e)) {
-        convert(field.value, members[std::string(field.key)]);
+        // Envelopes come with their keys sorted (that is how the writer
+        // puts a map down): a hint at the end makes each insert one key
+        // comparison instead of a walk down the tree.
+        std::size_t before = members.size();
+        auto it = members.emplace_hint(members.end(), std::string(field.key), Json());
+        if (members.size() == before) it->second = Json();  // repeated key: the last wins
+        convert(field.value, it->second);
       }
       return;
     }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 namespace switchboard {
@@ -78,24 +79,79 @@ bool split_dollar_keys(const Json& pattern, Json& travels, DollarOptions& o, std
   return true;
 }
 
+bool split_dollar_keys(Json&& pattern, Json& travels, DollarOptions& o, std::string& why) {
+  if (pattern.is_object()) {
+    bool options = false;
+    for (const auto& [key, value] : pattern.get_ref<const Json::object_t&>()) {
+      if (ends_with_dollar(key)) {
+        options = true;
+        break;
+      }
+    }
+    if (!options) {
+      travels = std::move(pattern);
+      return true;
+    }
+  }
+  return split_dollar_keys(std::as_const(pattern), travels, o, why);
+}
+
+namespace {
+
+// As Hemera prints a scalar: no nulls (false), integral numbers without a
+// fraction.
+bool method_value(const Json& v, std::string& out) {
+  if (!v.is_primitive() || v.is_null()) return false;
+  if (v.is_string()) {
+    out += v.get_ref<const std::string&>();
+  } else if (v.is_number_float() && std::trunc(v.get<double>()) == v.get<double>() &&
+             std::fabs(v.get<double>()) < 9.0e15) {
+    out += std::to_string(static_cast<long long>(v.get<double>()));
+  } else if (v.is_number_integer() && !v.is_number_unsigned()) {
+    out += std::to_string(v.get<std::int64_t>());
+  } else {
+    out += v.dump();
+  }
+  return true;
+}
+
+// Whether "a:..." sorts after "b:..." although key a sorts before key b:
+// only when a is a prefix of b and b goes on with a byte up to ':'.
+bool sorts_apart(const std::string& a, const std::string& b) {
+  return b.size() > a.size() && b.compare(0, a.size(), a) == 0 &&
+         static_cast<unsigned char>(b[a.size()]) <= ':';
+}
+
+}  // namespace
+
 std::string method_of(const Json& pattern) {
+  // The object's keys are sorted already, so "key:value" parts in key order
+  // are sorted too, unless a key is a prefix of the next one (see
+  // sorts_apart): then sort the parts as Hemera does. This runs for every
+  // act; the sort and its strings were most of its cost.
+  std::string out;
+  const std::string* previous = nullptr;
+  bool in_order = true;
+  for (auto it = pattern.begin(); it != pattern.end(); ++it) {
+    std::size_t mark = out.size();
+    if (!out.empty()) out += ',';
+    out += it.key();
+    out += ':';
+    if (!method_value(*it, out)) {
+      out.resize(mark);
+      continue;
+    }
+    if (previous && sorts_apart(*previous, it.key())) in_order = false;
+    previous = &it.key();
+  }
+  if (in_order) return out;
   std::vector<std::string> parts;
   for (auto it = pattern.begin(); it != pattern.end(); ++it) {
-    // As Hemera prints it: no nulls, integral numbers without a fraction.
-    if (!it->is_primitive() || it->is_null()) continue;
-    std::string value;
-    if (it->is_string()) {
-      value = it->get<std::string>();
-    } else if (it->is_number_float() && std::trunc(it->get<double>()) == it->get<double>() &&
-               std::fabs(it->get<double>()) < 9.0e15) {
-      value = std::to_string(static_cast<long long>(it->get<double>()));
-    } else {
-      value = it->dump();
-    }
-    parts.push_back(it.key() + ":" + value);
+    std::string part = it.key() + ":";
+    if (method_value(*it, part)) parts.push_back(std::move(part));
   }
   std::sort(parts.begin(), parts.end());
-  std::string out;
+  out.clear();
   for (const auto& p : parts) {
     if (!out.empty()) out += ',';
     out += p;
@@ -134,7 +190,37 @@ Json encode_request(RequestEnvelope r) {
   return j;
 }
 
+namespace {
+
+// Trace::from_json, moving the strings out instead of copying them.
+std::string take_string(Json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? std::move(it->get_ref<std::string&>()) : std::string();
+}
+double number_or_zero(const Json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<double>() : 0.0;
+}
+Trace take_trace(Json& j) {
+  Trace t;
+  if (!j.is_object()) return t;
+  t.trace_id = take_string(j, "traceId");
+  t.span_id = take_string(j, "spanId");
+  t.parent_span_id = take_string(j, "parentSpanId");
+  t.service = take_string(j, "service");
+  t.method = take_string(j, "method");
+  t.timestamp = number_or_zero(j, "timestamp");
+  t.duration = number_or_zero(j, "duration");
+  return t;
+}
+
+}  // namespace
+
 bool decode_request(Json j, RequestEnvelope& out, std::string& why) {
+  return decode_request_from(j, out, why);
+}
+
+bool decode_request_from(Json& j, RequestEnvelope& out, std::string& why) {
   if (!j.is_object()) {
     why = "envelope must be a JSON object";
     return false;
@@ -149,9 +235,9 @@ bool decode_request(Json j, RequestEnvelope& out, std::string& why) {
   if (auto it = j.find("delegate"); it != j.end() && it->is_object()) {
     out.delegate = std::move(*it);
   }
-  if (auto it = j.find("trace"); it != j.end()) out.trace = Trace::from_json(*it);
+  if (auto it = j.find("trace"); it != j.end()) out.trace = take_trace(*it);
   if (auto it = j.find("request"); it != j.end() && it->is_object()) {
-    out.request_id = string_or(*it, "id");
+    out.request_id = take_string(*it, "id");
     out.type = string_or(*it, "type", "request") == "pubsub" ? "pubsub" : "request";
     if (auto d = it->find("depth"); d != it->end() && d->is_number_integer()) {
       out.depth = d->get<int>();

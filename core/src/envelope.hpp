@@ -29,6 +29,9 @@ struct DollarOptions {
 // Fails with a message for an option of the wrong type.
 bool split_dollar_keys(const Json& pattern, Json& travels, DollarOptions& options,
                        std::string& why);
+// The same for a pattern you no longer need: without `$` keys (the usual
+// act) it moves into `travels` instead of being copied member by member.
+bool split_dollar_keys(Json&& pattern, Json& travels, DollarOptions& options, std::string& why);
 
 // Hemera's `method`: the sorted "key:value" list of the pattern's scalars.
 std::string method_of(const Json& pattern);
@@ -50,6 +53,9 @@ Json encode_request(RequestEnvelope r);
 // By value for the same reason: a decoded message passed with std::move
 // gives up its pattern and meta without a copy.
 bool decode_request(Json j, RequestEnvelope& out, std::string& why);
+// The same, taking what it keeps out of `j` and leaving the rest there, so
+// that the caller frees it when it suits (the service: after the reply).
+bool decode_request_from(Json& j, RequestEnvelope& out, std::string& why);
 
 Json encode_reply(const Json& meta, const Trace& trace, const RequestEnvelope& request,
                   const Json& result, const Json& error);

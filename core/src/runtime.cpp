@@ -80,7 +80,7 @@ Runtime::Runtime(asio::any_io_executor executor, std::shared_ptr<Transport> tran
 
 Runtime::~Runtime() {
   // Timers and subscriptions hold weak references; cut them loose.
-  for (auto& [id, p] : impl_->pending) p->timer->cancel();
+  impl_->stop_deadline_timer();
   impl_->self = nullptr;
 }
 

@@ -2,6 +2,7 @@
 // envelope, the reply inbox, timeouts and streams.
 #include <spdlog/spdlog.h>
 
+#include "envelope_json.hpp"
 #include "runtime_impl.hpp"
 
 namespace switchboard {
@@ -32,7 +33,7 @@ void Runtime::Impl::act(std::shared_ptr<CallState> parent, Json pattern, StreamC
   ActInfo info;
   DollarOptions opts;
   std::string why;
-  if (!split_dollar_keys(pattern, info.pattern, opts, why)) {
+  if (!split_dollar_keys(std::move(pattern), info.pattern, opts, why)) {
     return fail(Error(errc::invalid_argument, why));
   }
   auto topic = info.pattern.find("topic");
@@ -77,15 +78,22 @@ void Runtime::Impl::act(std::shared_ptr<CallState> parent, Json pattern, StreamC
 
   if (auto err = run_hooks(hooks.on_act, info)) return fail(std::move(*err));
 
-  RequestEnvelope env;
-  env.pattern = info.pattern;
-  env.meta = info.meta;
-  env.delegate = info.delegate;
-  env.trace = info.trace;
-  env.request_id = info.request_id;
-  env.type = info.pubsub ? "pubsub" : "request";
-  env.depth = depth;
-  std::string bytes = codec->encode(encode_request(std::move(env)));
+  const char* type = info.pubsub ? "pubsub" : "request";
+  std::string bytes;
+  if (writes_json_envelopes(*codec)) {
+    bytes = write_json_request(info.pattern, info.meta, info.delegate, info.trace, info.request_id,
+                               type, depth, *codec);
+  } else {
+    RequestEnvelope env;
+    env.pattern = info.pattern;
+    env.meta = info.meta;
+    env.delegate = info.delegate;
+    env.trace = info.trace;
+    env.request_id = info.request_id;
+    env.type = type;
+    env.depth = depth;
+    bytes = codec->encode(encode_request(std::move(env)));
+  }
 
   if (info.pubsub) {
     auto ec = publish_bytes(info.trace.service, std::move(bytes), "", *codec);
@@ -111,12 +119,7 @@ void Runtime::Impl::act(std::shared_ptr<CallState> parent, Json pattern, StreamC
   entry->on_message = std::move(on_message);
   entry->max_messages = opts.max_messages;
   entry->expected_messages = opts.expected_messages;
-  entry->timer = std::make_unique<asio::steady_timer>(executor, info.timeout);
-  std::weak_ptr<Impl> weak = weak_from_this();
-  entry->timer->async_wait([weak, id = info.request_id](std::error_code ec) {
-    if (ec) return;  // cancelled: the act finished first
-    if (auto rt = weak.lock()) rt->on_act_timeout(id);
-  });
+  set_deadline(*entry, info.timeout);
   auto id = info.request_id;
   auto subject = info.trace.service;
   entry->info = std::move(info);
@@ -146,6 +149,16 @@ void Runtime::Impl::on_inbox_message(const Message& msg) {
   }
   PendingAct& p = *it->second;
   Json j;
+  // What is left of the reply is freed after the caller has its result.
+  struct Retire {
+    Impl& rt;
+    Json& j;
+    ~Retire() {
+      if (j.is_null()) return;
+      rt.retired_replies.push_back(std::move(j));
+      rt.post_cleanup();
+    }
+  } retire{*this, j};
   std::string why;
   Response r;
   r.trace = p.info.trace;
@@ -185,12 +198,7 @@ void Runtime::Impl::on_inbox_message(const Message& msg) {
   if (enough) return finish_act(id, ec, std::move(r));
   p.last = std::move(r);
   // A stream stays open until the timeout since its last message.
-  p.timer->expires_after(p.info.timeout);
-  std::weak_ptr<Impl> weak = weak_from_this();
-  p.timer->async_wait([weak, id](std::error_code ec) {
-    if (ec) return;
-    if (auto rt = weak.lock()) rt->on_act_timeout(id);
-  });
+  set_deadline(p, p.info.timeout);
 }
 
 void Runtime::Impl::on_act_timeout(const std::string& id) {
@@ -219,7 +227,7 @@ void Runtime::Impl::finish_act(const std::string& id, std::error_code ec, Respon
   if (it == pending.end()) return;
   auto entry = std::move(it->second);
   pending.erase(it);
-  entry->timer->cancel();
+  clear_deadline(*entry);
   for (const auto& hook : hooks.on_act_finished) {
     try {
       hook(entry->info, response);
@@ -229,7 +237,72 @@ void Runtime::Impl::finish_act(const std::string& id, std::error_code ec, Respon
   }
   if (response.error) report_error(*response.error);
   entry->done(ec, std::move(response));
+  retired_acts.push_back(std::move(entry));
+  post_cleanup();
   maybe_finish_close();
+}
+
+void Runtime::Impl::set_deadline(PendingAct& p, std::chrono::milliseconds after) {
+  clear_deadline(p);
+  p.deadline = std::chrono::steady_clock::now() + after;
+  p.has_deadline = true;
+  deadlines.emplace(p.deadline, &p);
+  if (p.deadline < deadline_timer_at) arm_deadline_timer(p.deadline);
+}
+
+void Runtime::Impl::clear_deadline(PendingAct& p) {
+  if (!p.has_deadline) return;
+  deadlines.erase({p.deadline, &p});
+  p.has_deadline = false;
+}
+
+void Runtime::Impl::post_cleanup() {
+  if (cleanup_posted) return;
+  cleanup_posted = true;
+  asio::post(executor, [weak = weak_from_this()] {
+    auto rt = weak.lock();
+    if (!rt) return;
+    rt->cleanup_posted = false;
+    rt->retired_acts.clear();
+    rt->retired_replies.clear();
+    // Nothing left to time out: the armed timer would keep the executor
+    // busy (io_context::run() would not return) until it fires. Checked
+    // only now, after the finished act's completion ran: a caller that
+    // acts again from it keeps the timer armed, without a timerfd update.
+    if (rt->deadlines.empty()) rt->stop_deadline_timer();
+  });
+}
+
+void Runtime::Impl::arm_deadline_timer(std::chrono::steady_clock::time_point at) {
+  if (!deadline_timer) deadline_timer = std::make_unique<asio::steady_timer>(executor);
+  deadline_timer_at = at;
+  deadline_timer->expires_at(at);
+  deadline_timer->async_wait([weak = weak_from_this(), at](std::error_code ec) {
+    auto rt = weak.lock();
+    // Cancelled, or re-armed since (a stale wake-up is harmless but useless).
+    if (ec || !rt || rt->deadline_timer_at != at) return;
+    rt->on_deadline_timer();
+  });
+}
+
+void Runtime::Impl::on_deadline_timer() {
+  deadline_timer_at = std::chrono::steady_clock::time_point::max();
+  auto now = std::chrono::steady_clock::now();
+  while (!deadlines.empty() && deadlines.begin()->first <= now) {
+    PendingAct* p = deadlines.begin()->second;
+    deadlines.erase(deadlines.begin());
+    p->has_deadline = false;
+    std::string id = p->info.request_id;
+    on_act_timeout(id);  // finishes the act (and may start others)
+  }
+  if (!deadlines.empty() && deadlines.begin()->first < deadline_timer_at) {
+    arm_deadline_timer(deadlines.begin()->first);
+  }
+}
+
+void Runtime::Impl::stop_deadline_timer() {
+  deadline_timer_at = std::chrono::steady_clock::time_point::max();
+  if (deadline_timer) deadline_timer->cancel();
 }
 
 }  // namespace switchboard

@@ -3,9 +3,11 @@
 // (the service side). Everything here is touched only on the executor.
 #pragma once
 
+#include <chrono>
 #include <list>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -55,7 +57,10 @@ struct PendingAct {
   int expected_messages = 0;
   int received = 0;
   Response last;
-  std::unique_ptr<asio::steady_timer> timer;
+  // When the act (or a stream, since its last message) times out; an entry
+  // of Runtime::Impl::deadlines while `has_deadline`.
+  std::chrono::steady_clock::time_point deadline{};
+  bool has_deadline = false;
 };
 
 struct RawSubscription {
@@ -101,6 +106,24 @@ struct Runtime::Impl : std::enable_shared_from_this<Runtime::Impl> {
   std::unordered_map<std::string, std::unique_ptr<PendingAct>> pending;
   std::size_t inflight = 0;
 
+  // Act timeouts: the deadlines of the pending acts, soonest first, and one
+  // timer for all of them. It is armed for the soonest and left alone when
+  // acts finish (they leave the set); when it fires it times out what is
+  // due and re-arms for the next. An Asio timer per act re-armed the
+  // kernel's timerfd on every act (a syscall on the act's critical path).
+  std::set<std::pair<std::chrono::steady_clock::time_point, PendingAct*>> deadlines;
+  std::unique_ptr<asio::steady_timer> deadline_timer;  // made on first use
+  std::chrono::steady_clock::time_point deadline_timer_at =
+      std::chrono::steady_clock::time_point::max();
+
+  // Finished acts and decoded replies, freed by a handler posted after the
+  // act's completion: freeing a reply's Json tree and the act's state took
+  // some 12k instructions between the reply's arrival and the caller seeing
+  // it. The same handler stops the deadline timer when no act is pending.
+  std::vector<std::unique_ptr<PendingAct>> retired_acts;
+  std::vector<Json> retired_replies;
+  bool cleanup_posted = false;
+
   std::unordered_map<Runtime::SubscriptionId, RawSubscription> raw;
   Runtime::SubscriptionId next_raw_id = 1;
 
@@ -113,6 +136,12 @@ struct Runtime::Impl : std::enable_shared_from_this<Runtime::Impl> {
   void on_inbox_message(const Message& msg);
   void finish_act(const std::string& id, std::error_code ec, Response response);
   void on_act_timeout(const std::string& id);
+  void set_deadline(PendingAct& p, std::chrono::milliseconds after);
+  void clear_deadline(PendingAct& p);
+  void arm_deadline_timer(std::chrono::steady_clock::time_point at);
+  void on_deadline_timer();
+  void post_cleanup();
+  void stop_deadline_timer();
   void fail_pending(errc kind, const std::string& message);  // every pending act
 
   // runtime_serve.cpp

@@ -2,6 +2,7 @@
 // middleware, handler) and replies.
 #include <spdlog/spdlog.h>
 
+#include "envelope_json.hpp"
 #include "payload_schema.hpp"
 #include "runtime_impl.hpp"
 #include "switchboard/subject.hpp"
@@ -95,20 +96,22 @@ void Runtime::Impl::on_service_message(ServiceSubscription& service, Message msg
   state->rt = shared_from_this();
   state->runtime = self;
   state->service = &service;
-  state->reply_to = msg.reply_to;
   state->codec = &codec_for(msg);
+  state->reply_to = std::move(msg.reply_to);
 
   Json j;
   std::string why;
   if (auto ec = state->codec->decode(msg.data.view(), j, why)) {
     spdlog::warn("request on '{}' dropped: cannot decode ({}: {})", msg.subject,
                  state->codec->name(), why);
-    state->request.type = msg.reply_to.empty() ? "pubsub" : "request";
+    state->request.type = state->reply_to.empty() ? "pubsub" : "request";
     ++inflight;
     return send_reply(state, nullptr, Error(errc::parse_error, "cannot decode request: " + why),
                       true);
   }
-  if (!decode_request(std::move(j), state->request, why)) {
+  // What decode_request_from leaves in `j` is freed when this returns,
+  // after the handler (and a sync handler's reply), not before it.
+  if (!decode_request_from(j, state->request, why)) {
     spdlog::warn("request on '{}' dropped: {}", msg.subject, why);
     ++inflight;
     return send_reply(state, nullptr, Error(errc::parse_error, why), true);
@@ -176,11 +179,13 @@ void Runtime::Impl::send_reply(const std::shared_ptr<CallState>& state, Json res
   }
   if (!state->reply_to.empty()) {
     const Codec& reply_codec = state->codec ? *state->codec : *codec;
-    Json reply = encode_reply(state->request.meta, state->request.trace, state->request, result,
-                              error ? error->to_json() : Json(nullptr));
     std::string bytes;
     try {
-      bytes = reply_codec.encode(reply);
+      const RequestEnvelope& req = state->request;
+      Json error_json = error ? error->to_json() : Json(nullptr);
+      bytes = writes_json_envelopes(reply_codec)
+                  ? write_json_reply(req.meta, req.trace, req, result, error_json, reply_codec)
+                  : reply_codec.encode(encode_reply(req.meta, req.trace, req, result, error_json));
     } catch (const std::exception& e) {
       // A result the codec cannot carry becomes an error reply, not a lost one.
       Error encode_error(errc::parse_error, std::string("reply could not be encoded: ") + e.what());

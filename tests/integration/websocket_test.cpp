@@ -2,7 +2,12 @@
 // loopback ports, and raw WebSocket clients (Boost.Beast, on a thread of
 // their own) that speak the protocol of docs/websocket.md the way a browser
 // or a program in another language would.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <cerrno>
 
 #include <cstdio>
 #include <cstdlib>
@@ -75,6 +80,7 @@ class RawClient {
     beast::error_code ec;
     beast::get_lowest_layer(*stream_).socket().close(ec);
   }
+  tcp::socket& socket() { return beast::get_lowest_layer(*stream_).socket(); }
 
   ws::response_type response;
 
@@ -472,6 +478,44 @@ TEST_F(WebSocketTest, ClientThatNeverFinishesTheHandshakeIsDropped) {
   EXPECT_TRUE(dropped);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
   EXPECT_EQ(on_thread([&] { return http_get(port, "/health"); }), 200u);
+}
+
+TEST_F(WebSocketTest, SilentClientIsDroppedAfterTheIdleTimeout) {
+  // A client that sends nothing is pinged; when the ping gets no answer
+  // either, the hub drops it (idle_timeout_ms, the keep-alive).
+  auto hub = open("listen", {{"idle_timeout_ms", 200}});
+  RawClient raw;
+  ASSERT_FALSE(on_thread([&] { return raw.connect(port); }));
+  bool dropped = on_thread([&] {
+    // Bytes below the WebSocket layer: the ping arrives and is never
+    // answered. Ten seconds without the end count as never.
+    int fd = raw.socket().native_handle();
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);  // Asio made it non-blocking
+    timeval limit{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    char buf[512];
+    for (;;) {
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n == 0) return true;                // the hub closed it
+      if (n < 0) return errno == ECONNRESET;  // else the limit passed
+    }
+  });
+  EXPECT_TRUE(dropped);
+  EXPECT_EQ(on_thread([&] { return http_get(port, "/health"); }), 200u);
+}
+
+TEST_F(WebSocketTest, QuietClientIsKeptAliveByPings) {
+  // Nothing to say for several idle timeouts: the pings of both sides are
+  // answered, so the link stays up and still carries messages.
+  auto hub = open("listen", {{"idle_timeout_ms", 200}});
+  auto client = open("connect", {{"idle_timeout_ms", 200}});
+  std::string got;
+  auto sub = subscribe(*hub, "later", "", [&](Message m) { got = m.data.view(); });
+  test::settle(io, 1000ms);
+  ASSERT_FALSE(client->publish(message("later", "still here")));
+  ASSERT_TRUE(test::run_until(io, [&] { return !got.empty(); }));
+  EXPECT_EQ(got, "still here");
+  EXPECT_FALSE(saw_status(TransportStatus::disconnected));
 }
 
 TEST_F(WebSocketTest, ClientReconnectsAfterServerRestart) {

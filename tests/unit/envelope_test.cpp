@@ -19,6 +19,14 @@ TEST(Envelope, MethodPrintsNumbersAsJavaScriptDoesAndSkipsNull) {
             "a:1,b:1.5,topic:t");
 }
 
+TEST(Envelope, MethodSortsPartsWhereAKeyIsAPrefixOfAnother) {
+  // Key order puts "a" before "a-b" and "a1", but ':' sorts after '-' and
+  // '1', so the parts are not in key order; method_of must still sort them.
+  EXPECT_EQ(method_of({{"a", 1}, {"a-b", 2}, {"a1", 3}, {"b", true}, {"topic", "t"}}),
+            "a-b:2,a1:3,a:1,b:true,topic:t");
+  EXPECT_EQ(method_of({{"x", "1"}, {"x:y", "2"}}), "x:1,x:y:2");
+}
+
 TEST(Envelope, RequestHasHemerasFields) {
   RequestEnvelope r;
   r.pattern = {{"topic", "math"}, {"cmd", "add"}, {"a", 1}, {"b", 2}};

@@ -1,5 +1,6 @@
 #include "connection.hpp"
 
+#include <array>
 #include <cstring>
 
 namespace switchboard::tcp_peer {
@@ -46,6 +47,8 @@ Connection::Connection(tcp::socket socket, asio::ssl::context* tls, bool outboun
     remote_ = "(unknown address)";
   }
   socket_.set_option(tcp::no_delay(true), ec);
+  // write_now() tries the socket directly and must not block.
+  socket_.non_blocking(true, ec);
   if (tls) tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, *tls);
 }
 
@@ -188,7 +191,9 @@ void Connection::on_read(const boost::system::error_code& ec, std::size_t n) {
     return;
   }
   in_end_ += n;
+  wrote_this_turn_ = false;        // a new turn: the next frame may go out directly
   auto self = shared_from_this();  // a handler may drop the last other reference
+  bool delivered = false;
   while (state_ == State::open && in_end_ > in_begin_) {
     std::string_view bytes(in_.data() + in_begin_, in_end_ - in_begin_);
     // Before the handshake only a HELLO (or an ERROR) may come: a client
@@ -213,10 +218,19 @@ void Connection::on_read(const boost::system::error_code& ec, std::size_t n) {
     } else if (frame_.type == FrameType::pong) {
       // Any bytes count as life (missed_ is reset above).
     } else if (on_frame_) {
+      delivered = true;
       on_frame_(frame_);
     }
   }
-  if (state_ != State::closed) do_read();
+  if (state_ == State::closed) return;
+  // The next read starts with a recv that, in a request/reply exchange,
+  // finds nothing yet (Asio reads speculatively before waiting). When the
+  // frames were answered here already (a reply went out), it delays no one;
+  // else it is queued behind what they started (an act's completion).
+  if (!delivered || wrote_this_turn_) return do_read();
+  asio::post(socket_.get_executor(), [self] {
+    if (self->state_ != State::closed) self->do_read();
+  });
 }
 
 void Connection::send(std::string frame) {
@@ -238,10 +252,47 @@ bool Connection::send_msg(std::string head, const Payload& data) {
 }
 
 void Connection::enqueue(Out out) {
+  // Idle (nothing queued, nothing being written) and no direct write yet in
+  // this turn (since the last read): send it now, from here. Going through
+  // async_write costs a posted completion and a trip through the reactor
+  // before the next handler runs, and an act is one small frame. Busy:
+  // frames queue, and one posted flush sends them in one gather write (a
+  // read of many requests answers them with one syscall, not one each).
+  bool idle = out_.empty() && !writing_;
+  if (idle && !wrote_this_turn_ && ready_ && !tls_ && state_ != State::closed) {
+    wrote_this_turn_ = true;
+    if (write_now(out)) return;
+  }
   queued_ += out.head.size() + out.data.size();
   out_.push_back(std::move(out));
   // Before the TLS handshake is done, frames wait for begin().
-  if (!writing_ && ready_) do_write();
+  if (!ready_ || writing_) return;
+  if (front_written_ > 0 || !wrote_this_turn_) return do_write();
+  if (flush_posted_) return;
+  flush_posted_ = true;
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    self->flush_posted_ = false;
+    self->wrote_this_turn_ = false;
+    if (self->ready_ && !self->writing_ && !self->out_.empty()) self->do_write();
+  });
+}
+
+// Writes what the socket takes without waiting; true when all of it went.
+// A remainder stays queued (front_written_ says how much went) for do_write.
+bool Connection::write_now(Out& out) {
+  std::array<asio::const_buffer, 2> buffers{asio::buffer(out.head),
+                                            asio::const_buffer(out.data.data(), out.data.size())};
+  boost::system::error_code ec;
+  std::size_t n = socket_.write_some(buffers, ec);
+  std::size_t size = out.head.size() + out.data.size();
+  if (!ec && n == size) return true;
+  if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+    // The read side sees the same failure and reports it; keep the frame
+    // queued so that the write path reports it the usual way.
+    n = 0;
+  }
+  front_written_ = ec ? 0 : n;
+  return false;
 }
 
 void Connection::do_write() {
@@ -251,8 +302,16 @@ void Connection::do_write() {
   std::size_t bytes = 0;
   for (const auto& o : out_) {
     if (writing_count_ > 0 && (writing_count_ >= 64 || bytes >= 256 * 1024)) break;
-    buffers_.push_back(asio::buffer(o.head));
-    if (!o.data.empty()) buffers_.push_back(asio::buffer(o.data.data(), o.data.size()));
+    std::size_t skip = writing_count_ == 0 ? front_written_ : 0;
+    if (skip < o.head.size()) {
+      buffers_.push_back(asio::buffer(o.head) + skip);
+      skip = 0;
+    } else {
+      skip -= o.head.size();
+    }
+    if (skip < o.data.size()) {
+      buffers_.push_back(asio::const_buffer(o.data.data(), o.data.size()) + skip);
+    }
     bytes += o.head.size() + o.data.size();
     ++writing_count_;
   }
@@ -266,6 +325,7 @@ void Connection::on_write(const boost::system::error_code& ec) {
   if (state_ == State::closed) {
     out_.clear();
     queued_ = 0;
+    front_written_ = 0;
     return;
   }
   for (std::size_t i = 0; i < writing_count_ && !out_.empty(); ++i) {
@@ -273,6 +333,7 @@ void Connection::on_write(const boost::system::error_code& ec) {
     out_.pop_front();
   }
   writing_count_ = 0;
+  front_written_ = 0;
   if (ec) {
     if (state_ == State::open) {
       abort(CloseCause::io_error, "write failed: " + ec.message());
@@ -362,6 +423,7 @@ void Connection::finish() {
   if (!writing_) {  // else the buffers stay until the aborted write completes
     out_.clear();
     queued_ = 0;
+    front_written_ = 0;
   }
   on_frame_ = nullptr;
   if (on_finished_) {

@@ -110,6 +110,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void do_read();
   void on_read(const boost::system::error_code& ec, std::size_t n);
   void enqueue(Out out);
+  bool write_now(Out& out);
   void do_write();
   void on_write(const boost::system::error_code& ec);
   void arm_heartbeat();
@@ -139,7 +140,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   std::deque<Out> out_;
   std::size_t queued_ = 0;
+  std::size_t front_written_ = 0;  // bytes of out_.front() already sent by write_now()
   bool writing_ = false;
+  bool wrote_this_turn_ = false;  // a direct write since the last read; later frames queue
+  bool flush_posted_ = false;
   std::size_t writing_count_ = 0;
   std::vector<asio::const_buffer> buffers_;
 

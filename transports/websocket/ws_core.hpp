@@ -96,7 +96,9 @@ class Hub final : public LinkOwner, public std::enable_shared_from_this<Hub> {
   };
 
   void do_accept();
-  std::size_t route(const Message& msg);
+  // `from_client`: a client's pub (local subscribers run here and now);
+  // else this node's own publish (they are posted).
+  std::size_t route(const Message& msg, bool from_client);
   void no_responders(Session& session, const std::string& reply_to);
   void refuse(Link& link, std::uint64_t sid, const std::string& code, const std::string& message);
   void protocol_error(Link& link, const std::string& message, beast::websocket::close_code code);

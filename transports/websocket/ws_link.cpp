@@ -38,7 +38,8 @@ class LinkImpl final : public Link {
         ws_(std::forward<Args>(args)...),
         owner_(std::move(owner)),
         limits_(limits),
-        grace_(ws_.get_executor()) {
+        grace_(ws_.get_executor()),
+        idle_timer_(ws_.get_executor()) {
     beast::error_code ec;
     auto& socket = beast::get_lowest_layer(ws_).socket();
     socket.set_option(tcp::no_delay(true), ec);
@@ -177,14 +178,14 @@ class LinkImpl final : public Link {
     lowest().expires_never();
     ws::stream_base::timeout t{};
     t.handshake_timeout = limits_.handshake_timeout;
-    if (limits_.idle_timeout.count() > 0) {
-      t.idle_timeout = limits_.idle_timeout;
-      t.keep_alive_pings = true;
-    } else {
-      t.idle_timeout = ws::stream_base::none();
-      t.keep_alive_pings = false;
-    }
+    // The idle timeout is ours (arm_idle): Beast's re-arms its timer on
+    // every read, which cost a timerfd_settime and a cancelled wait per
+    // message.
+    t.idle_timeout = ws::stream_base::none();
+    t.keep_alive_pings = false;
     ws_.set_option(t);
+    // Pings and pongs count as life too.
+    ws_.control_callback([this](ws::frame_type, beast::string_view) { got_data_ = true; });
     ws_.read_message_max(limits_.max_message);
     ws_.auto_fragment(false);
   }
@@ -266,6 +267,7 @@ class LinkImpl final : public Link {
 
   void opened() {
     open_ = true;
+    if (limits_.idle_timeout.count() > 0) arm_idle();
     auto owner = owner_.lock();
     if (!owner) return abort("the transport is gone");
     owner->on_open(*this);
@@ -282,6 +284,7 @@ class LinkImpl final : public Link {
   void on_read(beast::error_code ec) {
     if (ec) return finish(read_error(ec));
     if (finished_) return;
+    got_data_ = true;
     std::string bytes = beast::buffers_to_string(buffer_.data());
     buffer_.consume(buffer_.size());
     auto owner = owner_.lock();
@@ -328,6 +331,11 @@ class LinkImpl final : public Link {
 
   void start_close() {
     if (close_started_ || finished_) return;
+    // Beast takes no close while our ping is being written; it follows it.
+    if (ping_in_flight_) {
+      close_after_ping_ = true;
+      return;
+    }
     close_started_ = true;
     std::string text = close_reason_.substr(0, 120);  // a close frame holds 123 bytes
     ws_.async_close(ws::close_reason(close_code_, text), [self = shared()](beast::error_code ec) {
@@ -335,6 +343,36 @@ class LinkImpl final : public Link {
       // Otherwise the read loop ends with error::closed.
     });
     arm_grace();
+  }
+
+  // Every half idle timeout: silence since the last tick gets a ping, a
+  // second silent tick ends the link (what Beast's keep-alive pings do).
+  void arm_idle() {
+    idle_timer_.expires_after(limits_.idle_timeout / 2);
+    idle_timer_.async_wait([self = shared()](beast::error_code ec) {
+      if (ec || self->finished_) return;
+      self->on_idle_tick();
+    });
+  }
+
+  void on_idle_tick() {
+    if (got_data_) {
+      got_data_ = false;
+      pinged_ = false;
+    } else if (pinged_) {
+      return abort("nothing received within the idle timeout (" + ms_text(limits_.idle_timeout) +
+                   ")");
+    } else {
+      pinged_ = true;
+      if (!closing_ && !ping_in_flight_) {
+        ping_in_flight_ = true;
+        ws_.async_ping({}, [self = shared()](beast::error_code) {
+          self->ping_in_flight_ = false;
+          if (self->close_after_ping_) self->start_close();
+        });
+      }
+    }
+    arm_idle();
   }
 
   void arm_grace() {
@@ -351,6 +389,7 @@ class LinkImpl final : public Link {
     bool was_open = open_;
     open_ = false;
     grace_.cancel();
+    idle_timer_.cancel();
     lowest().close();
     if (auto owner = owner_.lock()) {
       owner->on_closed(*this, close_reason_.empty() ? reason : close_reason_, was_open);
@@ -362,6 +401,11 @@ class LinkImpl final : public Link {
   std::weak_ptr<LinkOwner> owner_;
   LinkLimits limits_;
   asio::steady_timer grace_;
+  asio::steady_timer idle_timer_;
+  bool got_data_ = false;  // since the last idle tick
+  bool pinged_ = false;
+  bool ping_in_flight_ = false;
+  bool close_after_ping_ = false;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   ws::response_type response_;
