@@ -15,9 +15,9 @@ void add_plugins_command(CLI::App& app, int& exit_code) {
     PluginHost host(*dirs);
     std::vector<std::string> problems;
     auto found = host.discover(&problems);
-    std::printf("%-10s %-12s %-9s %-4s %s\n", "KIND", "NAME", "VERSION", "ABI", "FILE");
+    std::printf("%-11s %-16s %-9s %-4s %s\n", "KIND", "NAME", "VERSION", "ABI", "FILE");
     for (const auto& p : found) {
-      std::printf("%-10s %-12s %-9s %-4u %s\n", to_string(p.kind), p.name.c_str(),
+      std::printf("%-11s %-16s %-9s %-4u %s\n", to_string(p.kind), p.name.c_str(),
                   p.version.c_str(), p.abi_version, p.path.c_str());
     }
     for (const auto& problem : problems) std::cerr << "refused: " << problem << "\n";

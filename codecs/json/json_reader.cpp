@@ -10,17 +10,20 @@ void convert(simdjson::dom::element e, Json& out) {
   using simdjson::dom::element_type;
   switch (e.type()) {
     case element_type::OBJECT: {
-      out = Json::object();
-      auto& members = out.get_ref<Json::object_t&>();
-      for (auto field : simdjson::dom::object(e)) {
-        // Envelopes come with their keys sorted (that is how the writer
-        // puts a map down): a hint at the end makes each insert one key
-        // comparison instead of a walk down the tree.
-        std::size_t before = members.size();
-        auto it = members.emplace_hint(members.end(), std::string(field.key), Json());
-        if (members.size() == before) it->second = Json();  // repeated key: the last wins
-        convert(field.value, it->second);
+      // Members are gathered and sorted once (Json objects are sorted
+      // vectors): inserting them one by one would cost O(n) moves per key
+      // that arrives out of order, O(n^2) for a hostile object. Envelopes
+      // arrive sorted (the writer puts keys down in order), which adopt()
+      // sees in one pass.
+      simdjson::dom::object object(e);
+      Json::object_t::Container members;
+      members.reserve(object.size());
+      for (auto field : object) {
+        auto& member = members.emplace_back(std::string(field.key), Json());
+        convert(field.value, member.second);
       }
+      out = Json::object();
+      out.get_ref<Json::object_t&>() = Json::object_t::adopt(std::move(members));
       return;
     }
     case element_type::ARRAY: {

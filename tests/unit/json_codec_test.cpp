@@ -44,7 +44,7 @@ TEST(JsonWriter, WritesWhatNlohmannWrites) {
       "quote \" backslash \\ slash / tab \t newline \n cr \r bs \b ff \f",
       std::string("nul \x00 unit \x1f del \x7f", 19),
       "h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80",  // é € 😀 stay UTF-8
-      "bad \xff\xfe utf8",                            // replaced with U+FFFD
+      "bad \xff\xfe utf8",                           // replaced with U+FFFD
       "truncated \xe2\x82",
       Json::array({1, "two", Json::array(), Json::object(), nullptr}),
       {{"topic", "math"}, {"cmd", "add"}, {"a", 1}, {"b", 2.5}, {"nested", {{"k", {1, 2}}}}},
@@ -85,6 +85,23 @@ TEST(JsonReader, ReadsWhatNlohmannReads) {
       R"(123456789012345678901234567890)",  // beyond 64 bits: a double, through nlohmann
   };
   for (const auto& t : texts) EXPECT_EQ(read_ok(t), Json::parse(t)) << t;
+}
+
+// Json objects are sorted vectors: members arriving in reverse key order
+// would cost O(n^2) moves if inserted one by one (one hostile message could
+// stall a node for many seconds); the reader gathers and sorts them once.
+TEST(JsonReader, AnObjectWithManyKeysInReverseOrderReadsWhole) {
+  const int n = 100000;
+  std::string text = "{";
+  for (int i = n - 1; i >= 0; --i) {
+    text += "\"k" + std::to_string(1000000 + i) + "\":" + std::to_string(i);
+    text += i ? "," : "}";
+  }
+  Json out = read_ok(text);
+  ASSERT_EQ(out.size(), static_cast<std::size_t>(n));
+  EXPECT_EQ(out.begin().key(), "k1000000");
+  EXPECT_EQ(out["k1000000"], 0);
+  EXPECT_EQ(out["k1099999"], n - 1);
 }
 
 TEST(JsonReader, NumbersBeyondADoubleAreRefusedNotThrown) {

@@ -54,6 +54,26 @@ TEST(MsgpackJson, BinaryTravelsAsBinWithoutBase64) {
   EXPECT_EQ(back.get_binary(), v.get_binary());
 }
 
+// As with JSON text: a map whose keys arrive in reverse order is gathered
+// and sorted once, not inserted key by key (O(n^2) for a hostile sender).
+TEST(MsgpackJson, AMapWithManyKeysInReverseOrderDecodesWhole) {
+  const std::uint32_t n = 100000;
+  std::string bytes = "\xdf";  // map 32
+  for (int shift = 24; shift >= 0; shift -= 8) bytes += static_cast<char>((n >> shift) & 0xff);
+  for (std::uint32_t i = n; i-- > 0;) {
+    std::string key = "k" + std::to_string(1000000 + i);
+    bytes += static_cast<char>(0xa0 | key.size());  // fixstr
+    bytes += key;
+    bytes += "\xc0";  // nil
+  }
+  Json out;
+  std::string error;
+  ASSERT_TRUE(mp::decode(bytes, out, error)) << error;
+  ASSERT_EQ(out.size(), n);
+  EXPECT_EQ(out.begin().key(), "k1000000");
+  EXPECT_TRUE(out.contains("k1099999"));
+}
+
 TEST(MsgpackJson, MalformedInputIsRefusedWithAReason) {
   EXPECT_NE(decode_error("").find("empty"), std::string::npos);
   // A map of one entry that stops after its key.

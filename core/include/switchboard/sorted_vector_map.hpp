@@ -69,8 +69,12 @@ class SortedVectorMap {
   // Builds the map from members in any order in O(n log n); of repeated
   // keys the last wins (as assigning them one by one would).
   static SortedVectorMap adopt(Container&& members) {
-    std::stable_sort(members.begin(), members.end(),
-                     [](const auto& a, const auto& b) { return view(a.first) < view(b.first); });
+    auto by_key = [](const auto& a, const auto& b) { return view(a.first) < view(b.first); };
+    // Members that arrive in order (most do: writers put keys down sorted)
+    // cost one pass.
+    if (!std::is_sorted(members.begin(), members.end(), by_key)) {
+      std::stable_sort(members.begin(), members.end(), by_key);
+    }
     SortedVectorMap m;
     m.items_ = std::move(members);
     auto last = m.items_.begin();  // the last of each run of equal keys
@@ -203,7 +207,9 @@ class SortedVectorMap {
         [](const value_type& m, std::string_view k) { return view(m.first) < k; });
   }
 
-  iterator to_mutable(const_iterator it) { return items_.begin() + (it - items_.cbegin()); }
+  iterator to_mutable(const_iterator it) {
+    return items_.begin() + (it - items_.cbegin());
+  }
 
   // Puts an already built member at `pos`: built first, so that the shift
   // is only noexcept moves.
