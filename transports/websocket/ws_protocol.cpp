@@ -3,6 +3,7 @@
 #include <array>
 #include <cstring>
 
+#include "json_reader.hpp"
 #include "msgpack_json.hpp"
 #include "switchboard/json.hpp"
 
@@ -531,10 +532,10 @@ bool decode_frame(std::string_view bytes, bool binary, Frame& out, std::string& 
     std::string error;
     if (!msgpack_codec::decode(bytes, j, error)) return fail(why, "not MessagePack: " + error);
   } else {
-    try {
-      j = Json::parse(bytes);
-    } catch (const Json::exception& e) {
-      std::string text = e.what();
+    // The json codec's reader: simdjson, and objects built in one sort
+    // (inserting a browser's keys one by one could cost O(n^2)).
+    std::string text;
+    if (!json_codec::read(bytes, j, text)) {
       // "[json.exception.parse_error.101] parse error at line 1, ...": keep the part after "] ".
       if (auto p = text.find("] "); p != std::string::npos) text = text.substr(p + 2);
       return fail(why, "not JSON: " + text);
