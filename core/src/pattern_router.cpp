@@ -256,6 +256,24 @@ struct Shape {
   }
 };
 
+// The act's values for the routing keys during one lookup: on the stack for
+// up to 16 routing keys (every router seen so far), on the heap beyond.
+struct ProbeBuffer {
+  static constexpr std::size_t kInline = 16;
+  explicit ProbeBuffer(std::size_t keys) {
+    if (keys > kInline) {
+      heap.resize(keys);
+      data = heap.data();
+    }
+  }
+  ProbeBuffer(const ProbeBuffer&) = delete;
+  ProbeBuffer& operator=(const ProbeBuffer&) = delete;
+
+  ProbedValue inline_values[kInline];
+  std::vector<ProbedValue> heap;
+  ProbedValue* data = inline_values;
+};
+
 }  // namespace
 
 struct PatternRouter::Impl {
@@ -336,14 +354,8 @@ struct PatternRouter::Impl {
   // ends the search.
   std::optional<Id> best(const Json& object) const {
     if (!object.is_object()) return std::nullopt;
-    constexpr std::size_t kInlineProbes = 16;
-    ProbedValue inline_probes[kInlineProbes];
-    std::vector<ProbedValue> heap_probes;
-    ProbedValue* probes = inline_probes;
-    if (slot_keys.size() > kInlineProbes) {
-      heap_probes.resize(slot_keys.size());
-      probes = heap_probes.data();
-    }
+    ProbeBuffer buffer(slot_keys.size());
+    ProbedValue* probes = buffer.data;
     const std::uint64_t present = resolve(object, probes);
     const bool by_specificity = order == Order::specificity;
     const Entry* winner = nullptr;
@@ -367,14 +379,8 @@ struct PatternRouter::Impl {
   template <typename F>
   void visit(const Json& object, bool all, F&& f) const {
     if (!object.is_object()) return;
-    constexpr std::size_t kInlineProbes = 16;
-    ProbedValue inline_probes[kInlineProbes];
-    std::vector<ProbedValue> heap_probes;
-    ProbedValue* probes = inline_probes;
-    if (slot_keys.size() > kInlineProbes) {
-      heap_probes.resize(slot_keys.size());
-      probes = heap_probes.data();
-    }
+    ProbeBuffer buffer(slot_keys.size());
+    ProbedValue* probes = buffer.data;
     const std::uint64_t present = resolve(object, probes);
     std::size_t found_weight = 0;
     bool found = false;

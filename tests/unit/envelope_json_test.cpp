@@ -4,30 +4,13 @@
 
 #include <gtest/gtest.h>
 
-#include "json_writer.hpp"
+#include "json_text_codec.hpp"
 
 namespace switchboard {
 namespace {
 
-// The json codec plugin's encoding, through the library it is built from.
-class JsonText final : public Codec {
- public:
-  const std::string& name() const override {
-    static const std::string n = "json";
-    return n;
-  }
-  const std::string& content_type() const override {
-    static const std::string t = "application/json";
-    return t;
-  }
-  std::string encode(const Json& value) const override {
-    std::string out;
-    json_codec::write(value, out);
-    return out;
-  }
-  std::error_code decode(std::string_view, Json&, std::string&) const override { return {}; }
-  bool sniff(std::string_view) const override { return true; }
-};
+// The json codec plugin's own codec class.
+using JsonText = json_codec::JsonCodec;
 
 RequestEnvelope sample() {
   RequestEnvelope r;
