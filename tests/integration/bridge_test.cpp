@@ -209,6 +209,10 @@ class Bridge : public ::testing::Test {
   asio::io_context io;
   asio::strand<asio::io_context::executor_type> strand = asio::make_strand(io);
   PluginHost host{{test::plugin_dir()}};
+  // `  NAME: {url: 'inproc://<bus>-NAME'}`: an in-process instance of this test's own.
+  std::string inproc(const std::string& name) const {
+    return "  " + name + ": {url: 'inproc://" + bus + "-" + name + "'}\n";
+  }
   std::string bus;
   Config config;
   std::vector<std::shared_ptr<Transport>> opened;
@@ -229,21 +233,14 @@ TEST(SubjectTemplate, TokensAndWholeSubject) {
 }
 
 TEST_F(Bridge, RelaysWithTemplateHeadersAndKey) {
-  start(
-      "transports:\n"
-      "  a: {url: 'inproc://" +
-      bus +
-      "-a'}\n"
-      "  b: {url: 'inproc://" +
-      bus +
-      "-b'}\n"
-      "runtime: {transport: a}\n"
-      "bridges:\n"
-      "  - name: orders\n"
-      "    from: {transport: a, subject: 'orders.>'}\n"
-      "    to: {transport: b, subject: 'shipped.{2}.{3}'}\n"
-      "    key: '{2}'\n"
-      "    headers: {set: {origin: a}, remove: [secret], rename: {trace: x-trace}}\n");
+  start("transports:\n" + inproc("a") + inproc("b") +
+        "runtime: {transport: a}\n"
+        "bridges:\n"
+        "  - name: orders\n"
+        "    from: {transport: a, subject: 'orders.>'}\n"
+        "    to: {transport: b, subject: 'shipped.{2}.{3}'}\n"
+        "    key: '{2}'\n"
+        "    headers: {set: {origin: a}, remove: [secret], rename: {trace: x-trace}}\n");
   auto a = open("inproc://" + bus + "-a");
   auto b = open("inproc://" + bus + "-b");
   std::vector<Message> got;
@@ -277,22 +274,14 @@ TEST_F(Bridge, RelaysWithTemplateHeadersAndKey) {
 }
 
 TEST_F(Bridge, RetriesThenDeadLetters) {
-  start(
-      "transports:\n"
-      "  a: {url: 'inproc://" +
-      bus +
-      "-a'}\n"
-      "  bad: {type: flaky, failures: -1}\n"
-      "  dl: {url: 'inproc://" +
-      bus +
-      "-dl'}\n"
-      "runtime: {transport: a}\n"
-      "bridges:\n"
-      "  - name: doomed\n"
-      "    from: {transport: a, subject: 'in.>'}\n"
-      "    to: {transport: bad, subject: 'out'}\n"
-      "    retry: {max_retries: 2, backoff_ms: 1, max_backoff_ms: 4}\n"
-      "    dead_letter: {transport: dl, subject: 'dead.{subject}'}\n");
+  start("transports:\n" + inproc("a") + "  bad: {type: flaky, failures: -1}\n" + inproc("dl") +
+        "runtime: {transport: a}\n"
+        "bridges:\n"
+        "  - name: doomed\n"
+        "    from: {transport: a, subject: 'in.>'}\n"
+        "    to: {transport: bad, subject: 'out'}\n"
+        "    retry: {max_retries: 2, backoff_ms: 1, max_backoff_ms: 4}\n"
+        "    dead_letter: {transport: dl, subject: 'dead.{subject}'}\n");
   auto a = open("inproc://" + bus + "-a");
   auto dl = open("inproc://" + bus + "-dl");
   std::vector<Message> dead;
@@ -317,16 +306,12 @@ TEST_F(Bridge, RetriesThenDeadLetters) {
 }
 
 TEST_F(Bridge, RetrySucceedsAfterTransientFailures) {
-  start(
-      "transports:\n"
-      "  a: {url: 'inproc://" +
-      bus +
-      "-a'}\n"
-      "  flaky: {type: flaky, failures: 2}\n"
-      "runtime: {transport: a}\n"
-      "bridges:\n"
-      "  - {name: flaky, from: {transport: a, subject: 'in'}, to: {transport: flaky},\n"
-      "     retry: {max_retries: 5, backoff_ms: 1}}\n");
+  start("transports:\n" + inproc("a") +
+        "  flaky: {type: flaky, failures: 2}\n"
+        "runtime: {transport: a}\n"
+        "bridges:\n"
+        "  - {name: flaky, from: {transport: a, subject: 'in'}, to: {transport: flaky},\n"
+        "     retry: {max_retries: 5, backoff_ms: 1}}\n");
   auto a = open("inproc://" + bus + "-a");
   ASSERT_FALSE(a->publish(Message{"in", Payload("x"), {}, ""}));
   ASSERT_TRUE(test::run_until(io, [&] { return counters().relayed == 1; }));
@@ -367,16 +352,12 @@ TEST_F(Bridge, DurableSourceIsAckedOnlyAfterTheDestinationConfirmed) {
 }
 
 TEST_F(Bridge, PlainSourceDropsAboveTheWindowAndCountsIt) {
-  start(
-      "transports:\n"
-      "  a: {url: 'inproc://" +
-      bus +
-      "-a'}\n"
-      "  bad: {type: flaky, failures: -1}\n"
-      "runtime: {transport: a}\n"
-      "bridges:\n"
-      "  - {name: w, from: {transport: a, subject: 'in'}, to: {transport: bad},\n"
-      "     max_in_flight: 2, retry: {max_retries: 1, backoff_ms: 200}}\n");
+  start("transports:\n" + inproc("a") +
+        "  bad: {type: flaky, failures: -1}\n"
+        "runtime: {transport: a}\n"
+        "bridges:\n"
+        "  - {name: w, from: {transport: a, subject: 'in'}, to: {transport: bad},\n"
+        "     max_in_flight: 2, retry: {max_retries: 1, backoff_ms: 200}}\n");
   auto a = open("inproc://" + bus + "-a");
   for (int i = 0; i < 5; ++i) ASSERT_FALSE(a->publish(Message{"in", Payload("x"), {}, ""}));
   ASSERT_TRUE(test::run_until(
@@ -389,20 +370,13 @@ TEST_F(Bridge, PlainSourceDropsAboveTheWindowAndCountsIt) {
 
 TEST_F(Bridge, BadOptionsNameTheLine) {
   try {
-    start(
-        "transports:\n"
-        "  a: {url: 'inproc://" +
-        bus +
-        "-a'}\n"
-        "  b: {url: 'inproc://" +
-        bus +
-        "-b'}\n"
-        "runtime: {transport: a}\n"
-        "bridges:\n"
-        "  - name: x\n"
-        "    from: {transport: a, subject: 'in'}\n"
-        "    to: {transport: b}\n"
-        "    retry: {max_retires: 2}\n");
+    start("transports:\n" + inproc("a") + inproc("b") +
+          "runtime: {transport: a}\n"
+          "bridges:\n"
+          "  - name: x\n"
+          "    from: {transport: a, subject: 'in'}\n"
+          "    to: {transport: b}\n"
+          "    retry: {max_retires: 2}\n");
     FAIL() << "no error";
   } catch (const ConfigError& e) {
     EXPECT_EQ(e.key(), "bridges[0].retry.max_retires") << e.what();
@@ -412,13 +386,7 @@ TEST_F(Bridge, BadOptionsNameTheLine) {
 }
 
 TEST_F(Bridge, AtLeastOnceFromASourceThatCannotAckIsRefused) {
-  EXPECT_THROW(start("transports:\n"
-                     "  a: {url: 'inproc://" +
-                     bus +
-                     "-a'}\n"
-                     "  b: {url: 'inproc://" +
-                     bus +
-                     "-b'}\n"
+  EXPECT_THROW(start("transports:\n" + inproc("a") + inproc("b") +
                      "runtime: {transport: a}\n"
                      "bridges:\n"
                      "  - {name: x, from: {transport: a, subject: in}, to: {transport: b},\n"
@@ -431,22 +399,12 @@ TEST_F(Bridge, AtLeastOnceFromASourceThatCannotAckIsRefused) {
 // out with its content type; bytes already in MessagePack pass unchanged;
 // a payload that is no JSON is dead-lettered at once, not retried.
 TEST_F(Bridge, CodecConversionReencodesAndSetsContentType) {
-  start(
-      "transports:\n"
-      "  a: {url: 'inproc://" +
-      bus +
-      "-a'}\n"
-      "  b: {url: 'inproc://" +
-      bus +
-      "-b'}\n"
-      "  dl: {url: 'inproc://" +
-      bus +
-      "-dl'}\n"
-      "runtime: {transport: a}\n"
-      "bridges:\n"
-      "  - {name: conv, from: {transport: a, subject: 'in'}, to: {transport: b, subject: out},\n"
-      "     codec: msgpack, retry: {max_retries: 5, backoff_ms: 1},\n"
-      "     dead_letter: {transport: dl, subject: dead}}\n");
+  start("transports:\n" + inproc("a") + inproc("b") + inproc("dl") +
+        "runtime: {transport: a}\n"
+        "bridges:\n"
+        "  - {name: conv, from: {transport: a, subject: 'in'}, to: {transport: b, subject: out},\n"
+        "     codec: msgpack, retry: {max_retries: 5, backoff_ms: 1},\n"
+        "     dead_letter: {transport: dl, subject: dead}}\n");
   auto a = open("inproc://" + bus + "-a");
   auto b = open("inproc://" + bus + "-b");
   auto dl = open("inproc://" + bus + "-dl");
@@ -483,17 +441,10 @@ TEST_F(Bridge, CodecConversionReencodesAndSetsContentType) {
 }
 
 TEST_F(Bridge, CodecConversionMsgpackToJson) {
-  start(
-      "transports:\n"
-      "  a: {url: 'inproc://" +
-      bus +
-      "-a'}\n"
-      "  b: {url: 'inproc://" +
-      bus +
-      "-b'}\n"
-      "runtime: {transport: a}\n"
-      "bridges:\n"
-      "  - {name: conv, from: {transport: a, subject: 'in'}, to: {transport: b}, codec: json}\n");
+  start("transports:\n" + inproc("a") + inproc("b") +
+        "runtime: {transport: a}\n"
+        "bridges:\n"
+        "  - {name: conv, from: {transport: a, subject: 'in'}, to: {transport: b}, codec: json}\n");
   auto a = open("inproc://" + bus + "-a");
   auto b = open("inproc://" + bus + "-b");
   std::vector<Message> got;
@@ -509,20 +460,13 @@ TEST_F(Bridge, CodecConversionMsgpackToJson) {
 
 TEST_F(Bridge, UnknownCodecNamesTheLine) {
   try {
-    start(
-        "transports:\n"
-        "  a: {url: 'inproc://" +
-        bus +
-        "-a'}\n"
-        "  b: {url: 'inproc://" +
-        bus +
-        "-b'}\n"
-        "runtime: {transport: a}\n"
-        "bridges:\n"
-        "  - name: x\n"
-        "    from: {transport: a, subject: 'in'}\n"
-        "    to: {transport: b}\n"
-        "    codec: protobuf\n");
+    start("transports:\n" + inproc("a") + inproc("b") +
+          "runtime: {transport: a}\n"
+          "bridges:\n"
+          "  - name: x\n"
+          "    from: {transport: a, subject: 'in'}\n"
+          "    to: {transport: b}\n"
+          "    codec: protobuf\n");
     FAIL() << "no error";
   } catch (const ConfigError& e) {
     EXPECT_EQ(e.key(), "bridges[0].codec") << e.what();
@@ -533,17 +477,10 @@ TEST_F(Bridge, UnknownCodecNamesTheLine) {
 }
 
 TEST_F(Bridge, MetricsOverHttp) {
-  start(
-      "transports:\n"
-      "  a: {url: 'inproc://" +
-      bus +
-      "-a'}\n"
-      "  b: {url: 'inproc://" +
-      bus +
-      "-b'}\n"
-      "runtime: {transport: a}\n"
-      "bridges:\n"
-      "  - {name: m, from: {transport: a, subject: in}, to: {transport: b, subject: out}}\n");
+  start("transports:\n" + inproc("a") + inproc("b") +
+        "runtime: {transport: a}\n"
+        "bridges:\n"
+        "  - {name: m, from: {transport: a, subject: in}, to: {transport: b, subject: out}}\n");
   bridges::AdminServer admin(strand, "127.0.0.1:0", [this] { return bridges->metrics_text(); });
   asio::ip::tcp::socket socket(io);
   socket.connect({asio::ip::make_address("127.0.0.1"), admin.port()});
