@@ -364,6 +364,40 @@ TEST_F(NatsJetStream, MaxInFlightBoundsUnackedDeliveries) {
   EXPECT_EQ(got.size(), 4u);
 }
 
+// The lag counts what the stream holds and the consumer has not handed out,
+// also while no delivery states it (the consumer is at max_in_flight).
+TEST_F(NatsJetStream, LagCountsUndeliveredMessagesAlsoWhenDeliveriesStop) {
+  auto t = open();
+  auto options = durable("lagging");
+  options.max_in_flight = 1;
+  options.ack_wait = 30s;
+  std::vector<Delivery> got;
+  auto sub = subscribe(*t, options, got);
+  publish_ok(*t, 1);
+  ASSERT_TRUE(test::run_until(io, [&] { return got.size() == 1; }));
+  publish_ok(*t, 3);  // held back: one unacknowledged delivery is the limit
+  std::uint64_t lag = 0;
+  auto lag_is = [&](std::uint64_t want) {
+    return test::run_until(
+        io,
+        [&] {
+          std::uint64_t now = 0;
+          if (!t->durable_lag(*sub, now)) lag = now;
+          return lag == want;
+        },
+        5s);
+  };
+  EXPECT_TRUE(lag_is(3)) << "lag " << lag;
+  EXPECT_EQ(got.size(), 1u);
+  got[0]->ack();
+  ASSERT_TRUE(test::run_until(io, [&] { return got.size() == 2; }));
+  got[1]->ack();
+  ASSERT_TRUE(test::run_until(io, [&] { return got.size() == 3; }));
+  got[2]->ack();
+  ASSERT_TRUE(test::run_until(io, [&] { return got.size() == 4; }));
+  EXPECT_TRUE(lag_is(0)) << "lag " << lag;
+}
+
 TEST_F(NatsJetStream, RestartResumesAfterTheLastAck) {
   auto t = open();
   publish_ok(*t, 5);

@@ -634,15 +634,38 @@ void Shared::pump_drain() {
   });
 }
 
+// A durable subscription's lag (num_pending: messages at the stream that
+// its consumer has not delivered yet). Each delivery's ack subject states
+// it, for free; but the last delivery's figure goes stale once deliveries
+// stop (a redelivery carries the figure of its own moment), so when none
+// came since the previous look the consumer's info is asked, on the
+// executor like the deliveries, and its answer taken unless a delivery came
+// first. Touched on the executor only.
+struct DurableLag {
+  std::int64_t pending = -1;  // -1: not known yet
+  std::uint64_t deliveries = 0;
+  std::uint64_t deliveries_at_last_look = 0;
+  std::chrono::steady_clock::time_point asked_at{};  // one question per interval at most
+  std::string info_subject;                          // $JS.API.CONSUMER.INFO.<stream>.<durable>
+  std::string reply_subject;                         // where the info answers arrive
+  std::unique_ptr<Subscription> replies;
+
+  void delivered(std::int64_t stated) {
+    pending = stated;
+    ++deliveries;
+  }
+};
+
 class NatsSubscription final : public Subscription {
  public:
   // `shown`: the subject subject() reports, when not the one subscribed
   // (a durable subscription's filter, not its deliver subject).
-  // `pending`: a durable subscription's num_pending as of its last delivery.
+  // `lag`: a durable subscription's lag; nullptr for any other.
   explicit NatsSubscription(std::shared_ptr<SubState> state, std::string shown = {},
-                            std::shared_ptr<std::atomic<std::int64_t>> pending = nullptr)
-      : state_(std::move(state)), shown_(std::move(shown)), pending_(std::move(pending)) {}
+                            std::shared_ptr<DurableLag> lag = nullptr)
+      : state_(std::move(state)), shown_(std::move(shown)), lag_(std::move(lag)) {}
   void unsubscribe() override {
+    if (lag_ && lag_->replies) lag_->replies->unsubscribe();
     state_->stop();
     for (auto& b : state_->buckets) {
       if (b) b->stop();
@@ -654,13 +677,12 @@ class NatsSubscription final : public Subscription {
     }
   }
   const std::string& subject() const override { return shown_.empty() ? state_->subject : shown_; }
-  // -1: no delivery yet; nullptr: not a durable subscription.
-  const std::atomic<std::int64_t>* pending() const { return pending_.get(); }
+  DurableLag* lag() const { return lag_.get(); }
 
  private:
   std::shared_ptr<SubState> state_;
   std::string shown_;
-  std::shared_ptr<std::atomic<std::int64_t>> pending_;
+  std::shared_ptr<DurableLag> lag_;
 };
 
 // One JetStream delivery. ack() and nak() publish to its reply subject
@@ -1039,9 +1061,11 @@ class NatsTransport final : public Transport {
     auto state = std::make_shared<SubState>();
     state->shared = shared_;
     state->subject = deliver;
-    auto pending = std::make_shared<std::atomic<std::int64_t>>(initial_pending);
+    auto lag = std::make_shared<DurableLag>();
+    lag->pending = initial_pending;
+    lag->info_subject = js_api_ + ".CONSUMER.INFO." + stream + "." + options.durable;
     state->handler = [handler = std::move(handler), link = shared_->ack_link,
-                      filter = options.subject, pending](Message m) {
+                      filter = options.subject, lag](Message m) {
       auto meta = parse_ack_subject(m.reply_to);
       if (!meta) {
         spdlog::debug(
@@ -1050,7 +1074,7 @@ class NatsTransport final : public Transport {
             filter);
         return;
       }
-      pending->store(static_cast<std::int64_t>(meta->pending), std::memory_order_relaxed);
+      lag->delivered(static_cast<std::int64_t>(meta->pending));
       std::string ack_subject = std::move(m.reply_to);
       m.reply_to.clear();
       auto delivery =
@@ -1077,20 +1101,48 @@ class NatsTransport final : public Transport {
       spdlog::warn("nats: subscription of {} not confirmed by the server yet: {}", what,
                    natsStatus_GetText(f));
     }
+    watch_lag(lag);
     out = std::make_unique<NatsSubscription>(
-        std::move(state), options.subject.empty() ? stream : options.subject, std::move(pending));
+        std::move(state), options.subject.empty() ? stream : options.subject, std::move(lag));
     return {};
   }
 
-  // num_pending as the server stated it in the last delivery's ack subject:
-  // no API round trip. While the consumer has max_ack_pending messages out
-  // it sends none, so the figure then is the one of the last delivery.
+  // Subscribes to the answers of the consumer-info requests durable_lag
+  // sends; one that crosses a delivery is dropped (the delivery is newer).
+  void watch_lag(const std::shared_ptr<DurableLag>& lag) {
+    lag->reply_subject = new_inbox();
+    std::weak_ptr<DurableLag> weak = lag;
+    auto on_answer = [weak](Message m) {
+      auto lag = weak.lock();
+      if (!lag || lag->deliveries != lag->deliveries_at_last_look) return;
+      Json info = Json::parse(m.data.view(), nullptr, false);
+      auto it = info.is_object() ? info.find("num_pending") : info.end();
+      if (it != info.end() && it->is_number_integer()) lag->pending = it->get<std::int64_t>();
+    };
+    if (subscribe(lag->reply_subject, "", std::move(on_answer), lag->replies)) {
+      spdlog::warn("nats: the lag of {} is only updated by deliveries", lag->info_subject);
+    }
+  }
+
+  // num_pending as the server stated it in the last delivery's ack subject
+  // (no round trip while deliveries flow; while the consumer has
+  // max_ack_pending messages out it sends none, and the figure is the one of
+  // the last delivery). When no delivery came since the previous call, the
+  // consumer's info is asked for, and the next call has its answer.
   std::error_code durable_lag(const Subscription& subscription, std::uint64_t& out) override {
     auto* own = dynamic_cast<const NatsSubscription*>(&subscription);
-    if (!own || !own->pending()) return make_error_code(errc::not_supported);
-    std::int64_t n = own->pending()->load(std::memory_order_relaxed);
-    if (n < 0) return make_error_code(errc::timeout);
-    out = static_cast<std::uint64_t>(n);
+    DurableLag* lag = own ? own->lag() : nullptr;
+    if (!lag) return make_error_code(errc::not_supported);
+    auto now = std::chrono::steady_clock::now();
+    if (lag->deliveries == lag->deliveries_at_last_look && lag->replies && shared_->connected &&
+        !closing_ && now - lag->asked_at >= std::chrono::milliseconds(100)) {
+      lag->asked_at = now;
+      natsConnection_PublishRequest(nc_, lag->info_subject.c_str(), lag->reply_subject.c_str(),
+                                    nullptr, 0);
+    }
+    lag->deliveries_at_last_look = lag->deliveries;
+    if (lag->pending < 0) return make_error_code(errc::timeout);
+    out = static_cast<std::uint64_t>(lag->pending);
     return {};
   }
 
