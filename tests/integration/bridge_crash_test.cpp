@@ -244,6 +244,14 @@ std::string header(const std::string& runtime_transport, const std::string& admi
          "'\nruntime: {transport: " + runtime_transport + "}\n";
 }
 
+// `  js: ...`: the NATS instance with JetStream and a stream `stream`
+// holding `prefix.>`.
+std::string js_instance(const test::NatsServer& nats, const std::string& stream,
+                        const std::string& prefix) {
+  return "  js: {url: '" + nats.url() + "', jetstream: {streams: [{name: " + stream +
+         ", subjects: ['" + prefix + ".>']}]}}\n";
+}
+
 std::string admin_address() {
   return "127.0.0.1:" + std::to_string(test::free_loopback_port());
 }
@@ -259,12 +267,8 @@ TEST_F(BridgeCrash, JetStreamToKafkaKill9) {
   std::string admin = admin_address();
   std::string stream = unique("CRJS"), prefix = unique("crjs"), topic = unique("cr-js2k-");
   create_topic(kafka_url(), topic);
-  test::BridgeProcess bridge(header("js", admin) + "transports:\n  js: {url: '" + nats.url() +
-                             "', jetstream: {streams: [{name: " + stream + ", subjects: ['" +
-                             prefix +
-                             ".>']}]}}\n"
-                             "  events: {url: '" +
-                             kafka_url() +
+  test::BridgeProcess bridge(header("js", admin) + "transports:\n" +
+                             js_instance(nats, stream, prefix) + "  events: {url: '" + kafka_url() +
                              "'}\n"
                              "bridges:\n"
                              "  - name: js2k\n"
@@ -292,12 +296,9 @@ TEST_F(BridgeCrash, KafkaToJetStreamKill9) {
   // bridge takes the dead one's place, and its partitions, at once instead
   // of after a session timeout and two rebalances (which on this loaded
   // machine stalled the group for half a minute).
-  test::BridgeProcess bridge(header("js", admin) + "transports:\n  js: {url: '" + nats.url() +
-                             "', jetstream: {streams: [{name: " + stream + ", subjects: ['" +
-                             prefix +
-                             ".>']}]}}\n"
-                             "  events: {url: '" +
-                             kafka_url() + "', consumer: {group.instance.id: " + topic +
+  test::BridgeProcess bridge(header("js", admin) + "transports:\n" +
+                             js_instance(nats, stream, prefix) + "  events: {url: '" + kafka_url() +
+                             "', consumer: {group.instance.id: " + topic +
                              "-bridge}}\n"
                              "bridges:\n"
                              "  - name: k2js\n"
@@ -352,10 +353,7 @@ TEST_F(BridgeCrash, JetStreamToRabbitMqDestinationRestart) {
   std::string admin = admin_address();
   std::string stream = unique("CRJR"), prefix = unique("crjr"), key = unique("crjrout");
   test::BridgeProcess bridge(
-      header("js", admin) + "transports:\n  js: {url: '" + nats.url() +
-      "', jetstream: {streams: [{name: " + stream + ", subjects: ['" + prefix +
-      ".>']}]}}\n"
-      "  mq: {url: '" +
+      header("js", admin) + "transports:\n" + js_instance(nats, stream, prefix) + "  mq: {url: '" +
       rabbit.url() +
       "'}\n"
       "bridges:\n"
@@ -386,12 +384,8 @@ TEST_F(BridgeCrash, JetStreamToKafkaDestinationRestart) {
   std::string admin = admin_address();
   std::string stream = unique("CRJK"), prefix = unique("crjk"), topic = unique("cr-rs-");
   create_topic(kafka.url(), topic);
-  test::BridgeProcess bridge(header("js", admin) + "transports:\n  js: {url: '" + nats.url() +
-                             "', jetstream: {streams: [{name: " + stream + ", subjects: ['" +
-                             prefix +
-                             ".>']}]}}\n"
-                             "  events: {url: '" +
-                             kafka.url() +
+  test::BridgeProcess bridge(header("js", admin) + "transports:\n" +
+                             js_instance(nats, stream, prefix) + "  events: {url: '" + kafka.url() +
                              "', delivery_timeout_ms: 60000}\n"
                              "bridges:\n"
                              "  - name: js2k\n"

@@ -184,6 +184,22 @@ class Bridge : public ::testing::Test {
     bridges->start();
   }
 
+  // A config with transports a and b and one bridge, made of
+  // `bridge_lines`, that start() must refuse naming `key` at `line`.
+  void expect_refused(const std::string& bridge_lines, const std::string& key, int line,
+                      const std::string& also_named = "") {
+    try {
+      start("transports:\n" + inproc("a") + inproc("b") + "runtime: {transport: a}\nbridges:\n" +
+            bridge_lines);
+      ADD_FAILURE() << "no error";
+    } catch (const ConfigError& e) {
+      EXPECT_EQ(e.key(), key) << e.what();
+      EXPECT_EQ(e.line(), line) << e.what();
+      EXPECT_NE(std::string(e.what()).find(also_named), std::string::npos) << e.what();
+    }
+    bridges.reset();
+  }
+
   std::shared_ptr<Transport> open(const std::string& url, Json options = Json::object()) {
     TransportConfig tc;
     tc.instance = "test";
@@ -369,20 +385,12 @@ TEST_F(Bridge, PlainSourceDropsAboveTheWindowAndCountsIt) {
 }
 
 TEST_F(Bridge, BadOptionsNameTheLine) {
-  try {
-    start("transports:\n" + inproc("a") + inproc("b") +
-          "runtime: {transport: a}\n"
-          "bridges:\n"
-          "  - name: x\n"
-          "    from: {transport: a, subject: 'in'}\n"
-          "    to: {transport: b}\n"
-          "    retry: {max_retires: 2}\n");
-    FAIL() << "no error";
-  } catch (const ConfigError& e) {
-    EXPECT_EQ(e.key(), "bridges[0].retry.max_retires") << e.what();
-    EXPECT_EQ(e.line(), 9) << e.what();
-  }
-  bridges.reset();
+  expect_refused(
+      "  - name: x\n"
+      "    from: {transport: a, subject: 'in'}\n"
+      "    to: {transport: b}\n"
+      "    retry: {max_retires: 2}\n",
+      "bridges[0].retry.max_retires", 9);
 }
 
 TEST_F(Bridge, AtLeastOnceFromASourceThatCannotAckIsRefused) {
@@ -459,21 +467,12 @@ TEST_F(Bridge, CodecConversionMsgpackToJson) {
 }
 
 TEST_F(Bridge, UnknownCodecNamesTheLine) {
-  try {
-    start("transports:\n" + inproc("a") + inproc("b") +
-          "runtime: {transport: a}\n"
-          "bridges:\n"
-          "  - name: x\n"
-          "    from: {transport: a, subject: 'in'}\n"
-          "    to: {transport: b}\n"
-          "    codec: protobuf\n");
-    FAIL() << "no error";
-  } catch (const ConfigError& e) {
-    EXPECT_EQ(e.key(), "bridges[0].codec") << e.what();
-    EXPECT_EQ(e.line(), 9) << e.what();
-    EXPECT_NE(std::string(e.what()).find("protobuf"), std::string::npos) << e.what();
-  }
-  bridges.reset();
+  expect_refused(
+      "  - name: x\n"
+      "    from: {transport: a, subject: 'in'}\n"
+      "    to: {transport: b}\n"
+      "    codec: protobuf\n",
+      "bridges[0].codec", 9, "protobuf");
 }
 
 TEST_F(Bridge, MetricsOverHttp) {

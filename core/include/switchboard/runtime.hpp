@@ -9,7 +9,10 @@
 // executor, or before it runs; Reply's methods may be called from any thread.
 // The transport must deliver on the same executor (App arranges it).
 // Handlers, hooks and subscription callbacks run on it. Completion tokens complete on their
-// associated executor (the runtime's executor when the token has none).
+// associated executor (the runtime's executor when the token has none):
+// never inside act() itself; a reply's completion runs in place when the
+// reply arrives on that executor (asio::dispatch), so it may act again at
+// once.
 //
 // Async results use the signature void(std::error_code, Response): with a
 // callback you get both, with asio::use_future a
@@ -19,6 +22,7 @@
 // response.error.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -248,13 +252,31 @@ class Runtime {
         [this, parent = std::move(parent), on_message = std::move(on_message)](
             auto handler, Json pattern) mutable {
           using H = std::decay_t<decltype(handler)>;
-          auto h = std::make_shared<H>(std::move(handler));
-          auto ex = asio::get_associated_executor(*h, strand_executor());
-          ActCompletion done = [h, ex](std::error_code ec, Response r) {
-            asio::post(ex,
-                       [h, ec, r = std::move(r)]() mutable { std::move (*h)(ec, std::move(r)); });
+          // `initiated`: set once start_act returned. A completion before
+          // that (a failure found at once) is posted, as Asio requires of an
+          // initiating function; one after it (a reply, a timeout) is
+          // dispatched, and runs in place when the handler's executor is
+          // the one delivering the reply: no extra trip through the
+          // scheduler per act.
+          struct Completion {
+            explicit Completion(H handler) : handler(std::move(handler)) {}
+            H handler;
+            std::atomic<bool> initiated{false};
+          };
+          auto c = std::make_shared<Completion>(std::move(handler));
+          auto ex = asio::get_associated_executor(c->handler, strand_executor());
+          ActCompletion done = [c, ex](std::error_code ec, Response r) {
+            auto call = [c, ec, r = std::move(r)]() mutable {
+              std::move(c->handler)(ec, std::move(r));
+            };
+            if (c->initiated.load(std::memory_order_acquire)) {
+              asio::dispatch(ex, std::move(call));
+            } else {
+              asio::post(ex, std::move(call));
+            }
           };
           start_act(std::move(parent), std::move(pattern), std::move(on_message), std::move(done));
+          c->initiated.store(true, std::memory_order_release);
         },
         token, std::move(pattern));
   }
