@@ -2,7 +2,8 @@
 // JetStream, Kafka; event_log_backends.hpp): schema errors, emit and read,
 // live handlers, streams from beginning / a sequence / now, type filters,
 // named consumers resuming after a reopen, durable cursors, reopen
-// continuing the chain, group commit from two threads, emit after close.
+// continuing the chain, group commit from two threads, emit after close, a
+// restart of the broker (kill -9 for Kafka) keeping events, types and cursors.
 // What only one backend has is in event_log_{jetstream,kafka}_test.cpp and,
 // for SQLite, tests/unit/event_log_test.cpp.
 #include <gtest/gtest.h>
@@ -273,6 +274,28 @@ TEST_P(EventLogBackendTest, EmitAfterCloseFails) {
   log->close();
   auto e = emit(*log, "t", {{"n", 1}});
   EXPECT_EQ(e.ec, errc::closed);
+}
+
+TEST_P(EventLogBackendTest, ARestartOfTheBrokerKeepsEventsTypesAndCursors) {
+  use_own_broker();
+  {
+    auto log = open();
+    log->declare("t", {{"n", {{"type", "integer"}}}});
+    for (int i = 1; i <= 3; ++i) emit(*log, "t", {{"n", i}});
+    bool saved = false;
+    log->save_consumer("projector", 2, [&](std::error_code ec) { saved = !ec; });
+    ASSERT_TRUE(run_until(io_, [&] { return saved; }));
+  }
+  restart_broker();
+  auto log = open();
+  EXPECT_EQ(log->last_sequence(), 3u);
+  EXPECT_EQ(log->consumer_position("projector"), 2u);
+  ASSERT_TRUE(log->schema("t"));
+  EXPECT_EQ(emit(*log, "t", {{"n", "x"}}).ec, errc::payload_validation);
+  EXPECT_EQ(emit(*log, "t", {{"n", 4}}).r.sequence, 4u);
+  auto v = log->verify();
+  EXPECT_TRUE(v.ok) << v.reason;
+  EXPECT_EQ(v.events, 4u);
 }
 
 }  // namespace

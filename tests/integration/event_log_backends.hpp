@@ -56,9 +56,31 @@ class EventLogBackendTest : public EventLogTest, public ::testing::WithParamInte
     if (GetParam() == "jetstream") return nats_->url();
 #endif
 #ifdef SWITCHBOARD_TEST_KAFKA
-    if (GetParam() == "kafka") return "kafka://" + KafkaBroker::shared_bootstrap();
+    if (GetParam() == "kafka") {
+      return own_kafka_ ? own_kafka_->url() : "kafka://" + KafkaBroker::shared_bootstrap();
+    }
 #endif
     return {};
+  }
+  // For a test that restarts the broker: Kafka gets a broker of the test's
+  // own, since the run's shared one serves other tests meanwhile (the
+  // JetStream server is the test process's own already).
+  void use_own_broker() {
+#ifdef SWITCHBOARD_TEST_KAFKA
+    if (GetParam() == "kafka") own_kafka_ = std::make_unique<KafkaBroker>();
+#endif
+  }
+  // kill -9 and start again (JetStream: a clean stop); SQLite has none.
+  void restart_broker() {
+#ifdef SWITCHBOARD_TEST_JETSTREAM
+    if (GetParam() == "jetstream") {
+      nats_->stop();
+      nats_->start();
+    }
+#endif
+#ifdef SWITCHBOARD_TEST_KAFKA
+    if (GetParam() == "kafka") own_kafka_->restart();
+#endif
   }
   std::unique_ptr<EventLog> open(EventLogOptions o = {}) override {
     if (GetParam() == "sqlite") return EventLogTest::open(o);
@@ -70,6 +92,9 @@ class EventLogBackendTest : public EventLogTest, public ::testing::WithParamInte
   }
 #ifdef SWITCHBOARD_TEST_JETSTREAM
   static inline std::unique_ptr<NatsServer> nats_;
+#endif
+#ifdef SWITCHBOARD_TEST_KAFKA
+  std::unique_ptr<KafkaBroker> own_kafka_;
 #endif
   std::string name_;
 };

@@ -1,6 +1,6 @@
 // The event log on JetStream, what only that backend has: fencing by
-// Nats-Expected-Last-Sequence, events deleted or forged on the broker,
-// a restart of nats-server, its options.
+// Nats-Expected-Last-Sequence, events deleted or forged on the broker, its
+// options.
 #include <gtest/gtest.h>
 #include <nats/nats.h>
 
@@ -9,8 +9,6 @@
 
 namespace switchboard {
 namespace {
-
-using test::run_until;
 
 class EventLogJetStreamTest : public test::EventLogBackendTest {
  protected:
@@ -120,26 +118,6 @@ TEST_P(EventLogJetStreamTest, EventsDeletedOrForgedOnTheBrokerAreFound) {
   EXPECT_FALSE(v.ok);
   EXPECT_EQ(v.first_bad, 3u);
   EXPECT_NE(v.reason.find("missing"), std::string::npos) << v.reason;
-}
-
-TEST_P(EventLogJetStreamTest, ARestartOfTheServerKeepsEventsTypesAndCursors) {
-  {
-    auto log = open();
-    log->declare("t", {{"n", {{"type", "integer"}}}});
-    for (int i = 1; i <= 3; ++i) emit(*log, "t", {{"n", i}});
-    bool saved = false;
-    log->save_consumer("projector", 2, [&](std::error_code ec) { saved = !ec; });
-    ASSERT_TRUE(run_until(io_, [&] { return saved; }));
-  }
-  nats_->stop();
-  nats_->start();
-  auto log = open();
-  EXPECT_EQ(log->last_sequence(), 3u);
-  EXPECT_EQ(log->consumer_position("projector"), 2u);
-  ASSERT_TRUE(log->schema("t"));
-  EXPECT_EQ(emit(*log, "t", {{"n", "x"}}).ec, errc::payload_validation);
-  EXPECT_EQ(emit(*log, "t", {{"n", 4}}).r.sequence, 4u);
-  EXPECT_TRUE(log->verify().ok);
 }
 
 TEST_P(EventLogJetStreamTest, BadOptionsAndBackendsAreNamed) {

@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "switchboard/config.hpp"
+#include "switchboard/option_reader.hpp"
 
 namespace switchboard::kafka::events {
 
@@ -24,33 +25,16 @@ KafkaEventOptions read_kafka_event_options(const EventStoreConfig& config) {
   o.topic = name;
   o.meta_topic = name + "_meta";
   o.transactional_id = "switchboard-events." + name;
-  for (const auto& [key, value] : config.options.items()) {
-    if (key == "meta_topic") {
-      if (!value.is_string() || !valid_topic_name(value.get<std::string>())) {
-        throw OptionError(key, "must be a Kafka topic name");
-      }
-      o.meta_topic = value.get<std::string>();
-    } else if (key == "transactional_id") {
-      if (!value.is_string() || value.get<std::string>().empty()) {
-        throw OptionError(key, "must be a non-empty string");
-      }
-      o.transactional_id = value.get<std::string>();
-    } else if (key == "replicas") {
-      if (!value.is_number_integer() || value.get<int>() < 1 || value.get<int>() > 32) {
-        throw OptionError(key, "must be an integer from 1 to 32");
-      }
-      o.replicas = value.get<int>();
-    } else if (key == "timeout_ms") {
-      if (!value.is_number_integer() || value.get<std::int64_t>() < 1) {
-        throw OptionError(key, "must be a positive integer (milliseconds)");
-      }
-      o.timeout_ms = value.get<std::int64_t>();
-    } else {
-      throw OptionError(key,
-                        "unknown option (known: meta_topic, transactional_id, replicas, "
-                        "timeout_ms)");
-    }
+  OptionReader reader(config.options, "", "the kafka event store");
+  if (reader.read("meta_topic", o.meta_topic) && !valid_topic_name(o.meta_topic)) {
+    throw OptionError("meta_topic", "must be a Kafka topic name, got '" + o.meta_topic + "'");
   }
+  if (reader.read("transactional_id", o.transactional_id) && o.transactional_id.empty()) {
+    throw OptionError("transactional_id", "must not be empty");
+  }
+  reader.read_positive("replicas", o.replicas);
+  reader.read_positive("timeout_ms", o.timeout_ms);
+  reader.reject_unknown();
   if (o.meta_topic == o.topic) throw OptionError("meta_topic", "must differ from the log's topic");
   return o;
 }
