@@ -1,6 +1,7 @@
 // `switchboard events ...` end to end: declare, emit, tail, export (resume
 // and --from-scratch), verify (and its failure after an edit); the same on a
-// JetStream log through --store jetstream://HOST:PORT/NAME.
+// JetStream log through --store jetstream://HOST:PORT/NAME and on a Kafka
+// log through --store kafka://HOST:PORT/NAME.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
@@ -14,6 +15,9 @@
 #include <sstream>
 
 #include "support/nats_server.hpp"
+#ifdef SWITCHBOARD_TEST_KAFKA
+#include "support/kafka_broker.hpp"
+#endif
 #include "switchboard/json.hpp"
 
 namespace switchboard {
@@ -137,6 +141,33 @@ TEST_F(EventsCli, AJetStreamLogThroughAStoreUrl) {
   store_ = "jetstream://" + host;  // no log name
   EXPECT_EQ(events("verify").status, 1);
 }
+
+#ifdef SWITCHBOARD_TEST_KAFKA
+TEST_F(EventsCli, AKafkaLogThroughAStoreUrl) {
+  std::string host = test::KafkaBroker::shared_bootstrap();
+  std::string name = "clilog" + std::to_string(::getpid());
+  store_ = "kafka://" + host + "/" + name;
+  ASSERT_EQ(events("declare t '{\"id\":{\"type\":\"integer\",\"required\":true}}'").status, 0);
+  EXPECT_EQ(events("emit t '{\"id\":\"x\"}'").status, 1);  // does not fit
+  for (int i = 1; i <= 3; ++i) {
+    auto r = events("emit t '{\"id\":" + std::to_string(i) + "}'");
+    ASSERT_EQ(r.status, 0);
+    EXPECT_EQ(Json::parse(r.out)["sequence"], i);
+  }
+  EXPECT_EQ(lines(events("tail --from 2 --no-follow").out).size(), 2u);
+  EXPECT_EQ(lines(events("export --ndjson").out).size(), 3u);
+  EXPECT_TRUE(lines(events("export --ndjson").out).empty());  // the cursor is on the broker
+  auto ok = events("verify");
+  EXPECT_EQ(ok.status, 0);
+  EXPECT_EQ(Json::parse(ok.out)["events"], 3);
+
+  store_ = "kafka://" + host + "/" + name + "?timeout_ms=soon";  // a bad option is named
+  EXPECT_EQ(events("verify").status, 1);
+  std::ifstream err(dir_ / "stderr.txt");
+  std::string text((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("timeout_ms"), std::string::npos) << text;
+}
+#endif
 
 }  // namespace
 }  // namespace switchboard
