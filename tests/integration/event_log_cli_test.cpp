@@ -56,6 +56,8 @@ class EventsCli : public ::testing::Test {
     r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     return r;
   }
+  void a_broker_log_end_to_end(const std::string& store, const std::string& bad_option,
+                               const std::string& bad_key);
   static std::vector<Json> lines(const std::string& text) {
     std::vector<Json> out;
     std::istringstream in(text);
@@ -114,10 +116,12 @@ TEST_F(EventsCli, DeclareEmitTailExportVerify) {
   EXPECT_EQ(Json::parse(bad.out)["first_bad"], 2);
 }
 
-TEST_F(EventsCli, AJetStreamLogThroughAStoreUrl) {
-  test::NatsServer nats(test::NatsServer::jetstream);
-  std::string host = "127.0.0.1:" + std::to_string(nats.port());
-  store_ = "jetstream://" + host + "/clilog";
+// On a broker log at `store`: declare, a refused emit, three emits, tail,
+// export twice (the cursor is on the broker), verify; then `bad_option`
+// (a query with a bad value) must fail naming `bad_key`.
+void EventsCli::a_broker_log_end_to_end(const std::string& store, const std::string& bad_option,
+                                        const std::string& bad_key) {
+  store_ = store;
   ASSERT_EQ(events("declare t '{\"id\":{\"type\":\"integer\",\"required\":true}}'").status, 0);
   EXPECT_EQ(events("emit t '{\"id\":\"x\"}'").status, 1);  // does not fit
   for (int i = 1; i <= 3; ++i) {
@@ -133,39 +137,26 @@ TEST_F(EventsCli, AJetStreamLogThroughAStoreUrl) {
   EXPECT_EQ(Json::parse(ok.out)["events"], 3);
 
   // Options ride in the query; a bad one is named.
-  store_ = "jetstream://" + host + "/clilog?replicas=9";
+  store_ = store + "?" + bad_option;
   EXPECT_EQ(events("verify").status, 1);
   std::ifstream err(dir_ / "stderr.txt");
   std::string text((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
-  EXPECT_NE(text.find("replicas"), std::string::npos) << text;
+  EXPECT_NE(text.find(bad_key), std::string::npos) << text;
+}
+
+TEST_F(EventsCli, AJetStreamLogThroughAStoreUrl) {
+  test::NatsServer nats(test::NatsServer::jetstream);
+  std::string host = "127.0.0.1:" + std::to_string(nats.port());
+  a_broker_log_end_to_end("jetstream://" + host + "/clilog", "replicas=9", "replicas");
   store_ = "jetstream://" + host;  // no log name
   EXPECT_EQ(events("verify").status, 1);
 }
 
 #ifdef SWITCHBOARD_TEST_KAFKA
 TEST_F(EventsCli, AKafkaLogThroughAStoreUrl) {
-  std::string host = test::KafkaBroker::shared_bootstrap();
-  std::string name = "clilog" + std::to_string(::getpid());
-  store_ = "kafka://" + host + "/" + name;
-  ASSERT_EQ(events("declare t '{\"id\":{\"type\":\"integer\",\"required\":true}}'").status, 0);
-  EXPECT_EQ(events("emit t '{\"id\":\"x\"}'").status, 1);  // does not fit
-  for (int i = 1; i <= 3; ++i) {
-    auto r = events("emit t '{\"id\":" + std::to_string(i) + "}'");
-    ASSERT_EQ(r.status, 0);
-    EXPECT_EQ(Json::parse(r.out)["sequence"], i);
-  }
-  EXPECT_EQ(lines(events("tail --from 2 --no-follow").out).size(), 2u);
-  EXPECT_EQ(lines(events("export --ndjson").out).size(), 3u);
-  EXPECT_TRUE(lines(events("export --ndjson").out).empty());  // the cursor is on the broker
-  auto ok = events("verify");
-  EXPECT_EQ(ok.status, 0);
-  EXPECT_EQ(Json::parse(ok.out)["events"], 3);
-
-  store_ = "kafka://" + host + "/" + name + "?timeout_ms=soon";  // a bad option is named
-  EXPECT_EQ(events("verify").status, 1);
-  std::ifstream err(dir_ / "stderr.txt");
-  std::string text((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
-  EXPECT_NE(text.find("timeout_ms"), std::string::npos) << text;
+  std::string store =
+      "kafka://" + test::KafkaBroker::shared_bootstrap() + "/clilog" + std::to_string(::getpid());
+  a_broker_log_end_to_end(store, "timeout_ms=soon", "timeout_ms");
 }
 #endif
 

@@ -19,23 +19,55 @@ class EventLogKafkaTest : public test::EventLogBackendTest {
  protected:
   // A plain (not transactional) producer, as anyone with access to the
   // brokers could run, appending one record to the log's topic.
-  void append_raw(const std::vector<std::pair<std::string, std::string>>& headers,
-                  const std::string& value) {
+  // A plain client (not transactional), as anyone with access to the
+  // brokers could run one; destroyed by the caller.
+  rd_kafka_t* raw_client() {
     char err[512];
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     std::string brokers = broker_url().substr(std::string("kafka://").size());
-    ASSERT_EQ(rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), err, sizeof err),
+    EXPECT_EQ(rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), err, sizeof err),
               RD_KAFKA_CONF_OK);
     rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-    ASSERT_NE(rk, nullptr) << err;
+    EXPECT_NE(rk, nullptr) << err;
+    return rk;
+  }
+
+  // Appends one record to the log's topic behind the log's back.
+  void append_raw(const std::vector<std::pair<std::string, std::string>>& headers,
+                  const std::string& value) {
+    rd_kafka_t* rk = raw_client();
+    ASSERT_NE(rk, nullptr);
     rd_kafka_headers_t* hdrs = rd_kafka_headers_new(headers.size());
     for (const auto& [k, v] : headers) rd_kafka_header_add(hdrs, k.c_str(), -1, v.data(), -1);
-    ASSERT_EQ(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(name_.c_str()), RD_KAFKA_V_PARTITION(0),
+    EXPECT_EQ(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(name_.c_str()), RD_KAFKA_V_PARTITION(0),
                                 RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
                                 RD_KAFKA_V_END),
               RD_KAFKA_RESP_ERR_NO_ERROR);
     EXPECT_EQ(rd_kafka_flush(rk, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_destroy(rk);
+  }
+
+  // Deletes the records of the log's topic before `offset` (DeleteRecords:
+  // all Kafka can delete).
+  void delete_records_before(std::int64_t offset) {
+    rd_kafka_t* rk = raw_client();
+    ASSERT_NE(rk, nullptr);
+    rd_kafka_topic_partition_list_t* before = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(before, name_.c_str(), 0)->offset = offset;
+    rd_kafka_DeleteRecords_t* del = rd_kafka_DeleteRecords_new(before);
+    rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
+    rd_kafka_DeleteRecords(rk, &del, 1, nullptr, q);
+    rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 10000);
+    EXPECT_NE(ev, nullptr);
+    if (ev) {
+      EXPECT_EQ(rd_kafka_event_error(ev), RD_KAFKA_RESP_ERR_NO_ERROR)
+          << rd_kafka_event_error_string(ev);
+      rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_DeleteRecords_destroy(del);
+    rd_kafka_topic_partition_list_destroy(before);
     rd_kafka_destroy(rk);
   }
 
@@ -109,27 +141,7 @@ TEST_P(EventLogKafkaTest, RecordsForgedOrDeletedOnTheBrokerAreFound) {
 
   // Kafka deletes only a prefix of a partition (DeleteRecords); the events
   // before the new start are then missing.
-  char err[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  std::string brokers = broker_url().substr(std::string("kafka://").size());
-  ASSERT_EQ(rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), err, sizeof err),
-            RD_KAFKA_CONF_OK);
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-  ASSERT_NE(rk, nullptr) << err;
-  rd_kafka_topic_partition_list_t* before = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(before, name_.c_str(), 0)->offset = 2;
-  rd_kafka_DeleteRecords_t* del = rd_kafka_DeleteRecords_new(before);
-  rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
-  rd_kafka_DeleteRecords(rk, &del, 1, nullptr, q);
-  rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 10000);
-  ASSERT_NE(ev, nullptr);
-  EXPECT_EQ(rd_kafka_event_error(ev), RD_KAFKA_RESP_ERR_NO_ERROR)
-      << rd_kafka_event_error_string(ev);
-  rd_kafka_event_destroy(ev);
-  rd_kafka_queue_destroy(q);
-  rd_kafka_DeleteRecords_destroy(del);
-  rd_kafka_topic_partition_list_destroy(before);
-  rd_kafka_destroy(rk);
+  delete_records_before(2);
   auto deleted = verify_read_only();
   EXPECT_FALSE(deleted.ok);
   EXPECT_EQ(deleted.first_bad, 1u);
