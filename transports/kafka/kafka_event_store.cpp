@@ -28,6 +28,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <thread>
 #include <vector>
 
 #include "event_record_fields.hpp"
@@ -334,8 +335,19 @@ class KafkaEventStore final : public EventStore {
                                                 {"retry.backoff.ms", "10"},
                                                 {"queue.buffering.max.messages", "1000000"},
                                                 {"transaction.timeout.ms", "60000"}});
-    rd_kafka_error_t* error =
-        rd_kafka_init_transactions(producer_, static_cast<int>(options_.timeout_ms));
+    // A broker's first transaction creates its transaction log, and until
+    // that is ready init_transactions fails with retriable errors (not
+    // coordinator, coordinator loading): tried again within timeout_ms.
+    auto deadline = Clock::now() + std::chrono::milliseconds(options_.timeout_ms);
+    rd_kafka_error_t* error = nullptr;
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      error = rd_kafka_init_transactions(producer_,
+                                         static_cast<int>(std::max<std::int64_t>(left.count(), 1)));
+      if (!error || !rd_kafka_error_is_retriable(error) || Clock::now() >= deadline) break;
+      rd_kafka_error_destroy(error);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
     if (error) {
       std::string text = rd_kafka_error_string(error);
       rd_kafka_error_destroy(error);
