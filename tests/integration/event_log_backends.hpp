@@ -70,16 +70,26 @@ class EventLogBackendTest : public EventLogTest, public ::testing::WithParamInte
     if (GetParam() == "kafka") own_kafka_ = std::make_unique<KafkaBroker>();
 #endif
   }
-  // kill -9 and start again (JetStream: a clean stop); SQLite has none.
-  void restart_broker() {
+  // Whether this backend has a broker to stop (SQLite has none).
+  bool has_broker() const {
+    return GetParam() != "sqlite";
+  }
+  // Stops the broker (Kafka: kill -9; JetStream: a clean stop) and starts
+  // it again on the same storage.
+  void stop_broker() {
 #ifdef SWITCHBOARD_TEST_JETSTREAM
-    if (GetParam() == "jetstream") {
-      nats_->stop();
-      nats_->start();
-    }
+    if (GetParam() == "jetstream") nats_->stop();
 #endif
 #ifdef SWITCHBOARD_TEST_KAFKA
-    if (GetParam() == "kafka") own_kafka_->restart();
+    if (GetParam() == "kafka") own_kafka_->kill();
+#endif
+  }
+  void start_broker() {
+#ifdef SWITCHBOARD_TEST_JETSTREAM
+    if (GetParam() == "jetstream") nats_->start();
+#endif
+#ifdef SWITCHBOARD_TEST_KAFKA
+    if (GetParam() == "kafka") own_kafka_->resume();
 #endif
   }
   std::unique_ptr<EventLog> open(EventLogOptions o = {}) override {
