@@ -247,22 +247,26 @@ class KafkaEventStore final : public EventStore {
     std::int64_t start = locate(from, low, end);
     if (start >= end) return 0;
     std::size_t n = 0;
-    bool delivering = false;
-    scan(events_rkt_, start, [&](const Record& r) {
-      if (r.offset() >= end) return false;
-      decode(r, scratch);
-      // Records before the first wanted one are skipped; after it, every
-      // record is handed out as it is, so that verify() sees a forged or
-      // misplaced one where it is.
-      if (!delivering && scratch.sequence < from) return true;
-      if (scratch.sequence > to) return false;
-      delivering = true;
-      fn(scratch);
-      ++n;
-      next_ = {scratch.sequence + 1, r.offset() + 1};
-      if (n % 1024 == 0) learn(scratch.sequence, r.offset());
-      return n < max;
-    });
+    bool delivering = false, full = false;
+    scan(
+        events_rkt_, start,
+        [&](const Record& r) {
+          if (r.offset() >= end) return false;
+          decode(r, scratch);
+          // Records before the first wanted one are skipped; after it, every
+          // record is handed out as it is, so that verify() sees a forged or
+          // misplaced one where it is.
+          if (!delivering && scratch.sequence < from) return true;
+          if (scratch.sequence > to) return false;
+          delivering = true;
+          fn(scratch);
+          ++n;
+          next_ = {scratch.sequence + 1, r.offset() + 1};
+          if (n % 1024 == 0) learn(scratch.sequence, r.offset());
+          full = n == max;  // the next read is likely to go on from here
+          return !full;
+        },
+        &full);
     return n;
   }
 
@@ -408,6 +412,7 @@ class KafkaEventStore final : public EventStore {
   }
 
   void destroy() noexcept {
+    stop_running();
     if (events_rkt_) rd_kafka_topic_destroy(events_rkt_);
     if (meta_rkt_) rd_kafka_topic_destroy(meta_rkt_);
     events_rkt_ = meta_rkt_ = nullptr;
@@ -510,17 +515,38 @@ class KafkaEventStore final : public EventStore {
 
   // Hands committed records of partition 0 from `offset` on to `on` until
   // it returns false or the end of the partition (the last stable offset:
-  // nothing of an open transaction) is reached.
+  // nothing of an open transaction) is reached. The partition is stopped
+  // at the end, unless `keep_running` is true when `on` returns false: then
+  // it stays running just past that record (with what it has fetched
+  // meanwhile), and a scan that continues from there starts at once; a
+  // stream's catch-up reads in chunks, each starting where the last one
+  // stopped.
   template <class On>
-  void scan(rd_kafka_topic_t* rkt, std::int64_t offset, On&& on) {
-    if (rd_kafka_consume_start(rkt, 0, offset) == -1) {
-      fail(std::string("read from offset ") + std::to_string(offset) + ": " +
-           rd_kafka_err2str(rd_kafka_last_error()));
+  void scan(rd_kafka_topic_t* rkt, std::int64_t offset, On&& on,
+            const bool* keep_running = nullptr) {
+    if (running_.rkt == rkt && running_.offset == offset) {
+      running_ = {};  // this scan's now; kept again only if it says so
+    } else {
+      if (running_.rkt == rkt) stop_running();
+      if (rd_kafka_consume_start(rkt, 0, offset) == -1) {
+        fail(std::string("read from offset ") + std::to_string(offset) + ": " +
+             rd_kafka_err2str(rd_kafka_last_error()));
+      }
     }
+    std::int64_t last = offset - 1;  // the offset of the last record handed to `on`
     struct Stop {
+      KafkaEventStore* self;
       rd_kafka_topic_t* rkt;
-      ~Stop() { rd_kafka_consume_stop(rkt, 0); }
-    } stop{rkt};
+      const bool* keep;
+      const std::int64_t& last;
+      ~Stop() {
+        if (keep && *keep) {
+          self->running_ = {rkt, last + 1};
+        } else {
+          rd_kafka_consume_stop(rkt, 0);
+        }
+      }
+    } stop{this, rkt, keep_running, last};
     auto deadline = Clock::now() + std::chrono::milliseconds(options_.timeout_ms);
     for (;;) {
       // One message at a time: rd_kafka_consume returns as soon as one is
@@ -543,8 +569,14 @@ class KafkaEventStore final : public EventStore {
         fail(std::string("read of topic '") + rd_kafka_topic_name(rkt) +
              "': " + rd_kafka_message_errstr(m));
       }
+      last = m->offset;
       if (!on(Record{m})) return;
     }
+  }
+
+  void stop_running() noexcept {
+    if (running_.rkt) rd_kafka_consume_stop(running_.rkt, 0);
+    running_ = {};
   }
 
   void decode(const Record& r, Event& e) const {
@@ -762,6 +794,11 @@ class KafkaEventStore final : public EventStore {
   std::int64_t meta_next_ = 0;                   // where refresh_meta() goes on
   std::map<std::uint64_t, std::int64_t> known_;  // sequence -> offset, learned
   std::pair<std::uint64_t, std::int64_t> next_{0, -1};
+  // A partition a read left running, and the offset it will go on from.
+  struct Running {
+    rd_kafka_topic_t* rkt = nullptr;
+    std::int64_t offset = -1;
+  } running_;
   // The last offsets this commit's records got (events topic, meta topic).
   std::pair<std::int64_t, std::int64_t> delivered_{-1,
                                                    -1};  // after the last read: (sequence, offset)
