@@ -10,6 +10,7 @@
 // Prints a JSON object on stdout (scripts/bench.sh turns it into a table).
 //   event_log_bench [--dir=DIR] [--seconds=S] [--inflight=N] [--threads=T]
 //                   [--replay-events=N] [--backend=jetstream --url=nats://HOST:PORT]
+//                   [--backend=kafka --url=kafka://HOST:PORT]
 // With --backend the log is a fresh stream (or topic) on that broker; the
 // floor is still the local disk's.
 #include <fcntl.h>

@@ -271,7 +271,8 @@ void add_store_option(CLI::App& cmd, std::string& store) {
   store = default_store();
   cmd.add_option("--store", store,
                  "event store file, or BACKEND://HOST:PORT/NAME for a broker "
-                 "(jetstream://127.0.0.1:4222/orders); default: $SWITCHBOARD_EVENTS_STORE, "
+                 "(jetstream://127.0.0.1:4222/orders, kafka://127.0.0.1:9092/orders); default: "
+                 "$SWITCHBOARD_EVENTS_STORE, "
                  "else ./switchboard-events.db");
 }
 

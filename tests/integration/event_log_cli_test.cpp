@@ -1,6 +1,7 @@
 // `switchboard events ...` end to end: declare, emit, tail, export (resume
 // and --from-scratch), verify (and its failure after an edit); the same on a
-// JetStream log through --store jetstream://HOST:PORT/NAME.
+// JetStream log through --store jetstream://HOST:PORT/NAME and on a Kafka
+// log through --store kafka://HOST:PORT/NAME.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
@@ -14,6 +15,9 @@
 #include <sstream>
 
 #include "support/nats_server.hpp"
+#ifdef SWITCHBOARD_TEST_KAFKA
+#include "support/kafka_broker.hpp"
+#endif
 #include "switchboard/json.hpp"
 
 namespace switchboard {
@@ -52,6 +56,8 @@ class EventsCli : public ::testing::Test {
     r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     return r;
   }
+  void a_broker_log_end_to_end(const std::string& store, const std::string& bad_option,
+                               const std::string& bad_key);
   static std::vector<Json> lines(const std::string& text) {
     std::vector<Json> out;
     std::istringstream in(text);
@@ -110,10 +116,12 @@ TEST_F(EventsCli, DeclareEmitTailExportVerify) {
   EXPECT_EQ(Json::parse(bad.out)["first_bad"], 2);
 }
 
-TEST_F(EventsCli, AJetStreamLogThroughAStoreUrl) {
-  test::NatsServer nats(test::NatsServer::jetstream);
-  std::string host = "127.0.0.1:" + std::to_string(nats.port());
-  store_ = "jetstream://" + host + "/clilog";
+// On a broker log at `store`: declare, a refused emit, three emits, tail,
+// export twice (the cursor is on the broker), verify; then `bad_option`
+// (a query with a bad value) must fail naming `bad_key`.
+void EventsCli::a_broker_log_end_to_end(const std::string& store, const std::string& bad_option,
+                                        const std::string& bad_key) {
+  store_ = store;
   ASSERT_EQ(events("declare t '{\"id\":{\"type\":\"integer\",\"required\":true}}'").status, 0);
   EXPECT_EQ(events("emit t '{\"id\":\"x\"}'").status, 1);  // does not fit
   for (int i = 1; i <= 3; ++i) {
@@ -129,14 +137,28 @@ TEST_F(EventsCli, AJetStreamLogThroughAStoreUrl) {
   EXPECT_EQ(Json::parse(ok.out)["events"], 3);
 
   // Options ride in the query; a bad one is named.
-  store_ = "jetstream://" + host + "/clilog?replicas=9";
+  store_ = store + "?" + bad_option;
   EXPECT_EQ(events("verify").status, 1);
   std::ifstream err(dir_ / "stderr.txt");
   std::string text((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
-  EXPECT_NE(text.find("replicas"), std::string::npos) << text;
+  EXPECT_NE(text.find(bad_key), std::string::npos) << text;
+}
+
+TEST_F(EventsCli, AJetStreamLogThroughAStoreUrl) {
+  test::NatsServer nats(test::NatsServer::jetstream);
+  std::string host = "127.0.0.1:" + std::to_string(nats.port());
+  a_broker_log_end_to_end("jetstream://" + host + "/clilog", "replicas=9", "replicas");
   store_ = "jetstream://" + host;  // no log name
   EXPECT_EQ(events("verify").status, 1);
 }
+
+#ifdef SWITCHBOARD_TEST_KAFKA
+TEST_F(EventsCli, AKafkaLogThroughAStoreUrl) {
+  std::string store =
+      "kafka://" + test::KafkaBroker::shared_bootstrap() + "/clilog" + std::to_string(::getpid());
+  a_broker_log_end_to_end(store, "timeout_ms=soon", "timeout_ms");
+}
+#endif
 
 }  // namespace
 }  // namespace switchboard

@@ -63,6 +63,10 @@ class KafkaBroker {
     start_mode("resume");
   }
 
+  // After kill(): the same broker again on its ports and log dir (restart()
+  // in two steps, for tests that act while it is down).
+  void resume() { start_mode("resume"); }
+
   // kill -9: gone without a goodbye. Quicker than a clean shutdown, and the
   // tests never need one.
   void kill() {

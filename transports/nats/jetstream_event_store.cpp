@@ -393,21 +393,8 @@ class JetStreamEventStore final : public EventStore {
     const std::string lead = options_.prefix + ".e.";
     e.origin = std::strlen(subject) > lead.size() ? std::string(subject + lead.size()) : "";
     e.id = m.header(kMsgIdHeader).value_or("");
-    e.type = m.header(kTypeHeader).value_or("");
     e.payload_json = m.data();
-    auto number = [&](const char* key) -> std::int64_t {
-      auto v = m.header(key);
-      if (!v) return 0;
-      try {
-        return std::stoll(*v);
-      } catch (const std::exception&) {
-        return 0;  // the hash check names the event
-      }
-    };
-    e.origin_sequence = static_cast<std::uint64_t>(number(kOriginSequenceHeader));
-    e.timestamp_us = number(kTimestampHeader);
-    e.prev_hash = hash_from_hex(m.header(kPrevHashHeader).value_or("")).value_or(EventHash{});
-    e.hash = hash_from_hex(m.header(kHashHeader).value_or("")).value_or(EventHash{});
+    event_records::read_chain_headers([&](const char* key) { return m.header(key); }, e);
   }
 
   // An ordered consumer from stream sequence `from` on `subject`; `on` gets
@@ -502,11 +489,7 @@ class JetStreamEventStore final : public EventStore {
       };
       set(kMsgIdHeader, e.id);
       set(kExpectedLastSequenceHeader, std::to_string(e.sequence - 1));
-      set(kTypeHeader, e.type);
-      set(kOriginSequenceHeader, std::to_string(e.origin_sequence));
-      set(kTimestampHeader, std::to_string(e.timestamp_us));
-      set(kPrevHashHeader, to_hex(e.prev_hash));
-      set(kHashHeader, to_hex(e.hash));
+      for (const auto& [key, value] : event_records::chain_headers(e)) set(key, value);
       if (s == NATS_OK) s = js_PublishMsgAsync(js_, &m, nullptr);
       if (s != NATS_OK) {
         natsMsg_Destroy(m);
