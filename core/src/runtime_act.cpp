@@ -148,17 +148,9 @@ void Runtime::Impl::on_inbox_message(const Message& msg) {
     return;
   }
   PendingAct& p = *it->second;
+  // What is left of the decoded reply is freed when this returns: after the
+  // caller's completion, which finish_act dispatches in place.
   Json j;
-  // What is left of the reply is freed after the caller has its result.
-  struct Retire {
-    Impl& rt;
-    Json& j;
-    ~Retire() {
-      if (j.is_null()) return;
-      rt.retired_replies.push_back(std::move(j));
-      rt.post_cleanup();
-    }
-  } retire{*this, j};
   std::string why;
   Response r;
   r.trace = p.info.trace;
@@ -237,8 +229,11 @@ void Runtime::Impl::finish_act(const std::string& id, std::error_code ec, Respon
   }
   if (response.error) report_error(*response.error);
   entry->done(ec, std::move(response));
-  retired_acts.push_back(std::move(entry));
-  post_cleanup();
+  // The act's state is freed now, after its completion (which, dispatched in
+  // place, has run and may have acted again). Nothing left to time out: the
+  // armed timer would keep io_context::run() from returning until it fires.
+  entry.reset();
+  if (deadlines.empty()) stop_deadline_timer();
   maybe_finish_close();
 }
 
@@ -254,23 +249,6 @@ void Runtime::Impl::clear_deadline(PendingAct& p) {
   if (!p.has_deadline) return;
   deadlines.erase({p.deadline, &p});
   p.has_deadline = false;
-}
-
-void Runtime::Impl::post_cleanup() {
-  if (cleanup_posted) return;
-  cleanup_posted = true;
-  asio::post(executor, [weak = weak_from_this()] {
-    auto rt = weak.lock();
-    if (!rt) return;
-    rt->cleanup_posted = false;
-    rt->retired_acts.clear();
-    rt->retired_replies.clear();
-    // Nothing left to time out: the armed timer would keep the executor
-    // busy (io_context::run() would not return) until it fires. Checked
-    // only now, after the finished act's completion ran: a caller that
-    // acts again from it keeps the timer armed, without a timerfd update.
-    if (rt->deadlines.empty()) rt->stop_deadline_timer();
-  });
 }
 
 void Runtime::Impl::arm_deadline_timer(std::chrono::steady_clock::time_point at) {

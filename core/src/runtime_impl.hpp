@@ -116,14 +116,6 @@ struct Runtime::Impl : std::enable_shared_from_this<Runtime::Impl> {
   std::chrono::steady_clock::time_point deadline_timer_at =
       std::chrono::steady_clock::time_point::max();
 
-  // Finished acts and decoded replies, freed by a handler posted after the
-  // act's completion: freeing a reply's Json tree and the act's state took
-  // some 12k instructions between the reply's arrival and the caller seeing
-  // it. The same handler stops the deadline timer when no act is pending.
-  std::vector<std::unique_ptr<PendingAct>> retired_acts;
-  std::vector<Json> retired_replies;
-  bool cleanup_posted = false;
-
   std::unordered_map<Runtime::SubscriptionId, RawSubscription> raw;
   Runtime::SubscriptionId next_raw_id = 1;
 
@@ -140,7 +132,6 @@ struct Runtime::Impl : std::enable_shared_from_this<Runtime::Impl> {
   void clear_deadline(PendingAct& p);
   void arm_deadline_timer(std::chrono::steady_clock::time_point at);
   void on_deadline_timer();
-  void post_cleanup();
   void stop_deadline_timer();
   void fail_pending(errc kind, const std::string& message);  // every pending act
 
