@@ -1,6 +1,7 @@
-// EventLog: validation on the caller's thread, one writer thread that
-// group-commits (one transaction, one fsync per batch), live dispatch and
-// stream catch-up on the log's strand.
+// EventLog: validation and serialization on the caller's thread, one writer
+// thread that chains, stores and group-commits (one transaction, one fsync
+// per batch), completions handed back in one task per batch, live dispatch
+// and stream catch-up on the log's strand.
 #include "switchboard/event_log.hpp"
 
 #include <spdlog/spdlog.h>
@@ -9,6 +10,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
@@ -91,12 +93,16 @@ struct EventLog::Impl : std::enable_shared_from_this<EventLog::Impl> {
   };
   std::mutex queue_mutex;
   std::condition_variable queue_cv;
-  std::deque<EmitOp> emits;
+  // A vector, swapped whole with the writer's (empty) batch: the writer
+  // holds the lock for a swap, not for moving thousands of ops, and both
+  // vectors keep their capacity from batch to batch.
+  std::vector<EmitOp> emits;
   std::vector<MiscOp> misc;
   bool stopping = false;
   bool closed = false;
   std::thread writer;
   std::shared_ptr<EventStore> write_store;  // writer thread only (and open/close)
+  events::EventHasher hasher;               // writer thread only
   // The chain's head, writer thread only.
   std::uint64_t last_sequence = 0;
   EventHash last_hash{};
@@ -129,6 +135,9 @@ struct EventLog::Impl : std::enable_shared_from_this<EventLog::Impl> {
   std::uint64_t next_handler_id = 1;
   std::map<HandlerId, std::shared_ptr<HandlerEntry>> handlers;
   std::vector<std::shared_ptr<StreamState>> streams;
+  // Whether handlers or streams exist (under listeners_mutex when written):
+  // without any, the writer keeps no copy of a batch's events for dispatch.
+  std::atomic<bool> listening{false};
   std::uint64_t dispatched = 0;  // strand only: newest sequence handed to live listeners
 
   Impl(asio::any_io_executor ex, EventLogOptions opts)
@@ -142,6 +151,10 @@ struct EventLog::Impl : std::enable_shared_from_this<EventLog::Impl> {
   void load_heads();
   void recover_after_failed_commit(std::uint64_t seq0);
   void dispatch(const std::shared_ptr<std::vector<Event>>& batch);
+  void dispatch_stored(std::uint64_t upto);
+  void update_listening() {  // under listeners_mutex
+    listening = !handlers.empty() || !streams.empty();
+  }
   void catch_up(const std::shared_ptr<StreamState>& s);
   void save_cursor(StreamState& s);
   std::size_t read(std::uint64_t from, std::uint64_t to, std::size_t max, const EventHandler& fn,
@@ -162,6 +175,7 @@ struct EventLog::Impl::Stream : EventStream, std::enable_shared_from_this<Stream
     if (auto l = log.lock()) {
       std::lock_guard lock(l->listeners_mutex);
       std::erase_if(l->streams, [this](const auto& s) { return s.get() == this; });
+      l->update_listening();
     }
   }
   std::uint64_t position() const override { return next.load() - 1; }
@@ -197,12 +211,13 @@ void EventLog::Impl::writer_loop() {
       queue_cv.wait(
           lock, [this] { return stopping || !emits.empty() || !misc.empty() || !ingests.empty(); });
       if (emits.empty() && misc.empty() && ingests.empty()) return;  // stopping, drained
-      std::size_t n = std::min(emits.size(), options.max_batch);
       batch.clear();
-      batch.reserve(n);
-      for (std::size_t i = 0; i < n; ++i) {
-        batch.push_back(std::move(emits.front()));
-        emits.pop_front();
+      if (emits.size() <= options.max_batch) {
+        batch.swap(emits);
+      } else {
+        auto split = emits.begin() + static_cast<std::ptrdiff_t>(options.max_batch);
+        batch.assign(std::make_move_iterator(emits.begin()), std::make_move_iterator(split));
+        emits.erase(emits.begin(), split);
       }
       misc_ops.clear();
       misc_ops.swap(misc);
@@ -218,8 +233,13 @@ void EventLog::Impl::writer_loop() {
 
 void EventLog::Impl::run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& misc_ops,
                                std::vector<IngestOp>& ingest_ops) {
+  // Handlers and streams get a batch's events from this copy. With none
+  // (read once per batch), the emits are chained through one reused event
+  // and dispatch_stored() reads the batch back should a listener arrive.
+  const bool keep = listening.load();
   auto events = std::make_shared<std::vector<Event>>();
-  events->reserve(batch.size());
+  if (keep) events->reserve(batch.size());
+  std::vector<EmitResult> results(batch.size());
   const std::uint64_t seq0 = last_sequence;
   const EventHash hash0 = last_hash;
   const std::int64_t ts0 = last_ts;
@@ -234,18 +254,25 @@ void EventLog::Impl::run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& 
       // One timestamp per batch, never earlier than the previous one: the
       // log's timestamps do not go back when the clock does.
       std::int64_t ts = std::max(now_us(), last_ts);
-      for (auto& op : batch) {
-        Event& e = events->emplace_back();
+      Event scratch;
+      scratch.origin = origin;
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        EmitOp& op = batch[i];
+        Event& e = keep ? events->emplace_back() : scratch;
+        if (keep) e.origin = origin;
         e.sequence = last_sequence + 1;
-        e.origin = origin;
         e.origin_sequence = origin_sequence + 1;
-        e.id = events::event_id(origin, e.origin_sequence);
-        e.type = std::move(op.type);
+        hasher.event_id(origin, e.origin_sequence, e.id);
+        // Swapped, not moved: the previous event's buffers go back to the
+        // op and are freed with it off this thread.
+        e.type.swap(op.type);
         e.timestamp_us = ts;
-        e.payload_json = std::move(op.payload);
+        e.payload_json.swap(op.payload);
         e.prev_hash = last_hash;
-        e.hash = events::event_hash(e);
+        e.hash = hasher.event_hash(e);
         write_store->insert(e);
+        results[i].sequence = e.sequence;
+        results[i].id = e.id;
         last_sequence = e.sequence;
         last_hash = e.hash;
         last_ts = ts;
@@ -294,15 +321,22 @@ void EventLog::Impl::run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& 
     if (!batch.empty()) ++stat_batches;
     if (batch.size() > stat_largest) stat_largest = batch.size();
   }
-  for (std::size_t i = 0; i < batch.size(); ++i) {
-    EmitResult r;
+  if (!batch.empty()) {
+    // One task per batch completes its emits on the log's executor (each
+    // completion then posts to its handler's executor): the writer goes
+    // back to the next batch instead of posting thousands of handlers.
+    std::vector<EmitDone> dones;
+    dones.reserve(batch.size());
+    for (auto& op : batch) dones.push_back(std::move(op.done));
     if (ec) {
-      r.error = Error(errc::transport_error, "event store: " + why);
-    } else {
-      r.sequence = (*events)[i].sequence;
-      r.id = (*events)[i].id;
+      for (auto& r : results) r.error = Error(errc::transport_error, "event store: " + why);
     }
-    batch[i].done(ec, std::move(r));
+    asio::post(strand.get_inner_executor(),
+               [dones = std::move(dones), results = std::move(results), ec]() mutable {
+                 for (std::size_t i = 0; i < dones.size(); ++i) {
+                   dones[i](ec, std::move(results[i]));
+                 }
+               });
   }
   for (auto& m : misc_ops) {
     if (m.done) m.done(ec);
@@ -311,8 +345,14 @@ void EventLog::Impl::run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& 
     if (ec) op.result.stored = 0;
     op.done(ec, op.result);
   }
-  if (!ec && !events->empty()) {
-    asio::post(strand, [self = shared_from_this(), events] { self->dispatch(events); });
+  if (ec) return;
+  if (keep) {
+    if (!events->empty()) {
+      asio::post(strand, [self = shared_from_this(), events] { self->dispatch(events); });
+    }
+  } else if (last_sequence > seq0) {
+    asio::post(strand,
+               [self = shared_from_this(), upto = last_sequence] { self->dispatch_stored(upto); });
   }
 }
 
@@ -396,7 +436,7 @@ void EventLog::Impl::append_foreign(std::vector<IngestOp>& ops, std::vector<Even
       Event& e = out.emplace_back(std::move(in));
       e.sequence = last_sequence + 1;
       e.prev_hash = last_hash;
-      e.hash = events::event_hash(e);
+      e.hash = hasher.event_hash(e);
       write_store->insert(e);
       last_sequence = e.sequence;
       last_hash = e.hash;
@@ -427,6 +467,28 @@ void EventLog::Impl::dispatch(const std::shared_ptr<std::vector<Event>>& batch) 
     for (auto& s : ss) s->deliver(e);
   }
   for (auto& s : ss) save_cursor(*s);
+}
+
+// A batch committed while nobody listened was not kept for dispatch. A
+// handler or stream that has arrived since gets it from the store, in
+// order, as if it had been kept.
+void EventLog::Impl::dispatch_stored(std::uint64_t upto) {
+  if (upto <= dispatched) return;
+  if (!listening.load()) {
+    dispatched = upto;
+    return;
+  }
+  auto stored = std::make_shared<std::vector<Event>>();
+  std::error_code ec;
+  read(
+      dispatched + 1, upto, std::numeric_limits<std::size_t>::max(),
+      [&stored](const Event& e) { stored->push_back(e); }, ec);
+  if (ec) {
+    spdlog::error("event log '{}': events {}..{} could not be read for dispatch", options.path,
+                  dispatched + 1, upto);
+  }
+  dispatch(stored);
+  dispatched = upto;
 }
 
 void EventLog::Impl::catch_up(const std::shared_ptr<StreamState>& s) {
@@ -639,6 +701,7 @@ EventLog::HandlerId EventLog::on(const std::string& type, EventHandler handler) 
   std::lock_guard lock(impl_->listeners_mutex);
   HandlerId id = impl_->next_handler_id++;
   impl_->handlers.emplace(id, std::move(entry));
+  impl_->update_listening();
   return id;
 }
 
@@ -648,6 +711,7 @@ bool EventLog::off(HandlerId id) {
   if (it == impl_->handlers.end()) return false;
   it->second->active = false;
   impl_->handlers.erase(it);
+  impl_->update_listening();
   return true;
 }
 
@@ -679,6 +743,7 @@ std::shared_ptr<EventStream> EventLog::stream(StreamOptions options, EventHandle
   {
     std::lock_guard lock(d.listeners_mutex);
     d.streams.push_back(s);
+    d.update_listening();
   }
   asio::post(d.strand, [self = impl_, s] { self->catch_up(s); });
   return s;
