@@ -1,7 +1,8 @@
 // EventLog: validation and serialization on the caller's thread, one writer
-// thread that chains, stores and group-commits (one transaction, one fsync
-// per batch), completions handed back in one task per batch, live dispatch
-// and stream catch-up on the log's strand.
+// thread that chains, stores and group-commits (one transaction per batch),
+// on SQLite a syncer thread that fsyncs the WAL while the writer commits the
+// next batch, completions handed back in one task per batch once durable,
+// live dispatch and stream catch-up on the log's strand.
 #include "switchboard/event_log.hpp"
 
 #include <spdlog/spdlog.h>
@@ -20,6 +21,7 @@
 #include "event_hash.hpp"
 #include "event_store_open.hpp"
 #include "foreign_events.hpp"
+#include "sqlite_store.hpp"
 
 namespace switchboard {
 
@@ -103,6 +105,20 @@ struct EventLog::Impl : std::enable_shared_from_this<EventLog::Impl> {
   std::thread writer;
   std::shared_ptr<EventStore> write_store;  // writer thread only (and open/close)
   events::EventHasher hasher;               // writer thread only
+  // SQLite: the writer commits without waiting for the disk and the syncer
+  // thread makes the commits durable (SqliteStore::sync) before they are
+  // published: acknowledged, dispatched, counted in `committed` and `heads`.
+  // Broker stores (null here) are durable when commit() returns.
+  events::SqliteStore* deferred = nullptr;
+  struct Committed;
+  std::thread syncer;
+  std::mutex sync_mutex;
+  std::condition_variable sync_cv, synced_cv;
+  std::vector<Committed> to_sync;  // under sync_mutex
+  std::size_t sync_pending = 0;    // under sync_mutex: queued or being published
+  bool sync_stopping = false;      // under sync_mutex
+  std::atomic<bool> sync_failed{false};
+  std::string sync_failure;  // under sync_mutex, once sync_failed
   // The chain's head, writer thread only.
   std::uint64_t last_sequence = 0;
   EventHash last_hash{};
@@ -144,6 +160,9 @@ struct EventLog::Impl : std::enable_shared_from_this<EventLog::Impl> {
       : options(std::move(opts)), strand(asio::make_strand(ex)) {}
 
   void writer_loop();
+  void syncer_loop();
+  void wait_synced();
+  void publish(Committed& c, std::error_code ec, const std::string& why);
   void run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& misc_ops,
                  std::vector<IngestOp>& ingest_ops);
   using HeadUndo = std::vector<std::pair<std::string, std::uint64_t>>;
@@ -159,6 +178,22 @@ struct EventLog::Impl : std::enable_shared_from_this<EventLog::Impl> {
   void save_cursor(StreamState& s);
   std::size_t read(std::uint64_t from, std::uint64_t to, std::size_t max, const EventHandler& fn,
                    std::error_code& ec) const;
+};
+
+// A committed batch on its way to being acknowledged: what publish() makes
+// visible once it is durable.
+struct EventLog::Impl::Committed {
+  std::vector<EmitDone> dones;
+  std::vector<EmitResult> results;
+  std::vector<MiscOp> misc;
+  std::vector<IngestOp> ingests;
+  // The batch's events for handlers and streams; null: nobody listened
+  // when it was written (dispatch_stored).
+  std::shared_ptr<std::vector<Event>> events;
+  std::uint64_t first = 0, last = 0;  // the log's head before and after the batch
+  std::uint64_t own_head = 0;         // our origin_sequence after the batch
+  bool own_moved = false;
+  std::vector<std::pair<std::string, std::uint64_t>> foreign_heads;  // new heads
 };
 
 struct EventLog::Impl::Stream : EventStream, std::enable_shared_from_this<Stream> {
@@ -233,13 +268,19 @@ void EventLog::Impl::writer_loop() {
 
 void EventLog::Impl::run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& misc_ops,
                                std::vector<IngestOp>& ingest_ops) {
+  Committed c;
+  c.first = last_sequence;
+  c.results.resize(batch.size());
+  c.dones.reserve(batch.size());
+  for (auto& op : batch) c.dones.push_back(std::move(op.done));
+  c.misc.swap(misc_ops);
+  c.ingests.swap(ingest_ops);
   // Handlers and streams get a batch's events from this copy. With none
   // (read once per batch), the emits are chained through one reused event
   // and dispatch_stored() reads the batch back should a listener arrive.
   const bool keep = listening.load();
   auto events = std::make_shared<std::vector<Event>>();
   if (keep) events->reserve(batch.size());
-  std::vector<EmitResult> results(batch.size());
   const std::uint64_t seq0 = last_sequence;
   const EventHash hash0 = last_hash;
   const std::int64_t ts0 = last_ts;
@@ -248,6 +289,10 @@ void EventLog::Impl::run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& 
   std::error_code ec;
   std::string why;
   try {
+    if (fenced.empty() && sync_failed.load()) {
+      std::lock_guard lock(sync_mutex);
+      fenced = sync_failure;
+    }
     if (!fenced.empty()) throw StoreError(fenced);
     write_store->begin();
     try {
@@ -263,23 +308,23 @@ void EventLog::Impl::run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& 
         e.sequence = last_sequence + 1;
         e.origin_sequence = origin_sequence + 1;
         hasher.event_id(origin, e.origin_sequence, e.id);
-        // Swapped, not moved: the previous event's buffers go back to the
-        // op and are freed with it off this thread.
+        // Swapped, not moved: the op keeps the previous event's buffers,
+        // freed with the batch rather than one by one here.
         e.type.swap(op.type);
         e.timestamp_us = ts;
         e.payload_json.swap(op.payload);
         e.prev_hash = last_hash;
         e.hash = hasher.event_hash(e);
         write_store->insert(e);
-        results[i].sequence = e.sequence;
-        results[i].id = e.id;
+        c.results[i].sequence = e.sequence;
+        c.results[i].id = e.id;
         last_sequence = e.sequence;
         last_hash = e.hash;
         last_ts = ts;
         ++origin_sequence;
       }
-      if (!ingest_ops.empty()) append_foreign(ingest_ops, *events, undo);
-      for (const auto& m : misc_ops) {
+      if (!c.ingests.empty()) append_foreign(c.ingests, *events, undo);
+      for (const auto& m : c.misc) {
         if (m.kind == MiscOp::Kind::type) {
           write_store->put_type(m.name, m.schema);
         } else {
@@ -305,54 +350,124 @@ void EventLog::Impl::run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& 
     }
     spdlog::error("event log '{}': commit of {} events failed: {}", options.path, batch.size(),
                   why);
+    // The batches before this one are published first, so that the heads
+    // read back by the recovery are all published ones.
+    wait_synced();
     if (fenced.empty()) recover_after_failed_commit(seq0);
+    publish(c, ec, why);
+    return;
   }
 
-  if (!ec) {
-    if (origin_sequence != oseq0 || !undo.empty()) {
-      std::lock_guard lock(heads_mutex);
-      if (origin_sequence != oseq0) heads[origin] = origin_sequence;
-      for (const auto& [o, before] : undo) {
-        if (writer_heads[o] > 0) heads[o] = writer_heads[o];
+  c.last = last_sequence;
+  c.own_moved = origin_sequence != oseq0;
+  c.own_head = origin_sequence;
+  for (const auto& [o, before] : undo) {
+    if (writer_heads[o] > 0) c.foreign_heads.emplace_back(o, writer_heads[o]);
+  }
+  if (keep) {
+    c.events = std::move(events);
+  } else if (!events->empty()) {
+    events.reset();  // foreign events nobody listens to: dispatch_stored
+  }
+  if (!deferred) return publish(c, {}, {});
+  {
+    std::lock_guard lock(sync_mutex);
+    to_sync.push_back(std::move(c));
+    ++sync_pending;
+  }
+  sync_cv.notify_one();
+}
+
+// The syncer: one fdatasync of the WAL for every batch committed since the
+// last one, then the batches are published in order.
+void EventLog::Impl::syncer_loop() {
+  std::vector<Committed> items;
+  for (;;) {
+    {
+      std::unique_lock lock(sync_mutex);
+      sync_cv.wait(lock, [this] { return sync_stopping || !to_sync.empty(); });
+      if (to_sync.empty()) return;  // stopping, drained
+      items.clear();
+      items.swap(to_sync);
+    }
+    std::error_code ec;
+    std::string why;
+    if (!sync_failed.load()) {
+      try {
+        deferred->sync();
+      } catch (const std::exception& ex) {
+        // Whether the batches reached the disk is unknown, and stays unknown
+        // (a later fsync may succeed without the lost pages): the log stops
+        // writing.
+        std::lock_guard lock(sync_mutex);
+        sync_failure = std::string(ex.what()) + "; this log no longer writes: reopen it";
+        sync_failed = true;
+        spdlog::error("event log '{}': {}", options.path, sync_failure);
       }
     }
-    committed.store(last_sequence);
-    stat_events += batch.size();
-    if (!batch.empty()) ++stat_batches;
-    if (batch.size() > stat_largest) stat_largest = batch.size();
+    if (sync_failed.load()) {
+      ec = make_error_code(errc::transport_error);
+      std::lock_guard lock(sync_mutex);
+      why = sync_failure;
+    }
+    for (auto& c : items) publish(c, ec, why);
+    {
+      std::lock_guard lock(sync_mutex);
+      sync_pending -= items.size();
+    }
+    synced_cv.notify_all();
   }
-  if (!batch.empty()) {
-    // One task per batch completes its emits on the log's executor (each
-    // completion then posts to its handler's executor): the writer goes
-    // back to the next batch instead of posting thousands of handlers.
-    std::vector<EmitDone> dones;
-    dones.reserve(batch.size());
-    for (auto& op : batch) dones.push_back(std::move(op.done));
+}
+
+void EventLog::Impl::wait_synced() {
+  if (!deferred) return;
+  std::unique_lock lock(sync_mutex);
+  synced_cv.wait(lock, [this] { return sync_pending == 0; });
+}
+
+// Makes a durable batch visible: the committed head and origin heads, its
+// emits' completions (one task on the log's executor, each completion then
+// posting to its handler's executor), the other ops' completions, and its
+// events to handlers and streams. With `ec`, everything fails instead.
+void EventLog::Impl::publish(Committed& c, std::error_code ec, const std::string& why) {
+  if (!ec) {
+    if (c.own_moved || !c.foreign_heads.empty()) {
+      std::lock_guard lock(heads_mutex);
+      if (c.own_moved) heads[origin] = c.own_head;
+      for (const auto& [o, head] : c.foreign_heads) heads[o] = head;
+    }
+    committed.store(c.last);
+    stat_events += c.dones.size();
+    if (!c.dones.empty()) ++stat_batches;
+    if (c.dones.size() > stat_largest) stat_largest = c.dones.size();
+  }
+  if (!c.dones.empty()) {
     if (ec) {
-      for (auto& r : results) r.error = Error(errc::transport_error, "event store: " + why);
+      for (auto& r : c.results) r.error = Error(errc::transport_error, "event store: " + why);
     }
     asio::post(strand.get_inner_executor(),
-               [dones = std::move(dones), results = std::move(results), ec]() mutable {
+               [dones = std::move(c.dones), results = std::move(c.results), ec]() mutable {
                  for (std::size_t i = 0; i < dones.size(); ++i) {
                    dones[i](ec, std::move(results[i]));
                  }
                });
   }
-  for (auto& m : misc_ops) {
+  for (auto& m : c.misc) {
     if (m.done) m.done(ec);
   }
-  for (auto& op : ingest_ops) {
+  for (auto& op : c.ingests) {
     if (ec) op.result.stored = 0;
     op.done(ec, op.result);
   }
   if (ec) return;
-  if (keep) {
-    if (!events->empty()) {
-      asio::post(strand, [self = shared_from_this(), events] { self->dispatch(events); });
+  if (c.events) {
+    if (!c.events->empty()) {
+      asio::post(strand, [self = shared_from_this(), events = std::move(c.events)] {
+        self->dispatch(events);
+      });
     }
-  } else if (last_sequence > seq0) {
-    asio::post(strand,
-               [self = shared_from_this(), upto = last_sequence] { self->dispatch_stored(upto); });
+  } else if (c.last > c.first) {
+    asio::post(strand, [self = shared_from_this(), upto = c.last] { self->dispatch_stored(upto); });
   }
 }
 
@@ -520,6 +635,10 @@ void EventLog::Impl::catch_up(const std::shared_ptr<StreamState>& s) {
 std::size_t EventLog::Impl::read(std::uint64_t from, std::uint64_t to, std::size_t max,
                                  const EventHandler& fn, std::error_code& ec) const {
   ec.clear();
+  // A writing log hands out durable events only: SQLite shows a committed
+  // batch to readers before the syncer has made it durable.
+  if (!options.read_only) to = std::min(to, committed.load());
+  if (from > to) return 0;
   std::lock_guard lock(read_mutex);
   Event scratch;
   try {
@@ -540,7 +659,9 @@ EventLog::EventLog(asio::any_io_executor executor, EventLogOptions options)
   if (d.options.max_batch == 0) d.options.max_batch = 1;
   try {
     if (!d.options.read_only) {
-      d.write_store = events::open_event_store(d.options, /*read_only=*/false);
+      d.write_store = events::open_event_store(d.options, /*read_only=*/false,
+                                               /*deferred_sync=*/true);
+      d.deferred = dynamic_cast<events::SqliteStore*>(d.write_store.get());
       auto own = d.write_store->meta("origin");
       if (!own) {
         own = events::random_origin();
@@ -551,6 +672,7 @@ EventLog::EventLog(asio::any_io_executor executor, EventLogOptions options)
       d.origin = d.options.origin.empty() ? *own : d.options.origin;
       d.load_heads();
       d.dispatched = d.last_sequence;
+      if (d.deferred) d.deferred->sync();  // the store's creation and origin
       for (auto& [name, text] : d.write_store->types()) {
         d.types[name] = std::make_shared<const Json>(Json::parse(text));
       }
@@ -571,7 +693,10 @@ EventLog::EventLog(asio::any_io_executor executor, EventLogOptions options)
     throw Error(errc::invalid_argument,
                 "event store '" + d.options.path + "': a stored schema is not JSON: " + ex.what());
   }
-  if (!d.options.read_only) d.writer = std::thread([&d] { d.writer_loop(); });
+  if (!d.options.read_only) {
+    d.writer = std::thread([&d] { d.writer_loop(); });
+    if (d.deferred) d.syncer = std::thread([&d] { d.syncer_loop(); });
+  }
 }
 
 EventLog::~EventLog() {
@@ -588,6 +713,12 @@ void EventLog::close() {
   }
   d.queue_cv.notify_one();
   if (d.writer.joinable()) d.writer.join();
+  {
+    std::lock_guard lock(d.sync_mutex);
+    d.sync_stopping = true;
+  }
+  d.sync_cv.notify_one();
+  if (d.syncer.joinable()) d.syncer.join();
   if (d.write_store) d.write_store->close();
   d.write_store.reset();
 }
@@ -816,7 +947,21 @@ std::size_t EventLog::read_origin(const std::string& origin, std::uint64_t from,
   std::lock_guard lock(impl_->read_mutex);
   Event scratch;
   try {
-    return impl_->read_store->read_origin(origin, from, max, fn, scratch);
+    if (impl_->options.read_only)
+      return impl_->read_store->read_origin(origin, from, max, fn, scratch);
+    // Durable events only (see Impl::read): an origin's newest events are
+    // its last in the log, so the ones past `committed` are a tail.
+    const std::uint64_t durable = impl_->committed.load();
+    std::size_t n = 0;
+    impl_->read_store->read_origin(
+        origin, from, max,
+        [&](const Event& e) {
+          if (e.sequence > durable) return;
+          ++n;
+          fn(e);
+        },
+        scratch);
+    return n;
   } catch (const StoreError& ex) {
     spdlog::error("{}", ex.what());
     ec = make_error_code(errc::transport_error);

@@ -2,6 +2,12 @@
 // synchronous=FULL, so that a COMMIT returns after the WAL is fsynced. Tables
 // (docs/events.md): meta, events, types, consumers.
 //
+// Sync::deferred splits the two: synchronous=NORMAL, so that COMMIT writes
+// the WAL without waiting for the disk, and sync() fdatasyncs the WAL, making
+// every transaction committed before the call durable. The event log's
+// writer commits the next batch while another thread syncs the previous one
+// and acknowledges it only then.
+//
 // One SqliteStore is one connection; it is not shared between threads
 // without a lock. Failures throw StoreError (caught at the EventLog's
 // boundaries and turned into error codes). Opened for writing, it holds an
@@ -44,7 +50,8 @@ class Statement {
 class SqliteStore final : public EventStore {
  public:
   enum class Mode { read_write, read_only };
-  SqliteStore(const std::string& path, Mode mode);
+  enum class Sync { on_commit, deferred };
+  SqliteStore(const std::string& path, Mode mode, Sync sync = Sync::on_commit);
   ~SqliteStore() override;
   SqliteStore(const SqliteStore&) = delete;
   SqliteStore& operator=(const SqliteStore&) = delete;
@@ -74,6 +81,11 @@ class SqliteStore final : public EventStore {
   // file (unless a reader holds a snapshot; then the WAL stays).
   void close() noexcept override;
 
+  // Sync::deferred: makes every transaction committed so far durable (an
+  // fdatasync of the WAL file). The one call another thread may make while
+  // the connection's thread writes: it touches the file, not the connection.
+  void sync();
+
   void exec(const char* sql);
 
  private:
@@ -81,6 +93,9 @@ class SqliteStore final : public EventStore {
   std::unique_ptr<WriterLock> lock_;
   sqlite3* db_ = nullptr;
   std::string path_;
+  Sync sync_ = Sync::on_commit;
+  int wal_fd_ = -1;  // sync(): the WAL file, opened at the first sync
+  unsigned long wal_inode_ = 0;
   std::size_t step_events(sqlite3_stmt* s, const std::function<void(const Event&)>& fn, Event& e);
   Statement insert_, read_, read_origin_, put_consumer_;
 };
