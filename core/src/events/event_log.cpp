@@ -183,7 +183,9 @@ struct EventLog::Impl : std::enable_shared_from_this<EventLog::Impl> {
 // A committed batch on its way to being acknowledged: what publish() makes
 // visible once it is durable.
 struct EventLog::Impl::Committed {
-  std::vector<EmitDone> dones;
+  // The emits, completed by publish(); freed with the buffers of their
+  // payloads after their completions, off the writer thread.
+  std::vector<EmitOp> emits;
   std::vector<EmitResult> results;
   std::vector<MiscOp> misc;
   std::vector<IngestOp> ingests;
@@ -266,13 +268,13 @@ void EventLog::Impl::writer_loop() {
   }
 }
 
-void EventLog::Impl::run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& misc_ops,
+void EventLog::Impl::run_batch(std::vector<EmitOp>& taken, std::vector<MiscOp>& misc_ops,
                                std::vector<IngestOp>& ingest_ops) {
   Committed c;
   c.first = last_sequence;
+  c.emits.swap(taken);
+  std::vector<EmitOp>& batch = c.emits;
   c.results.resize(batch.size());
-  c.dones.reserve(batch.size());
-  for (auto& op : batch) c.dones.push_back(std::move(op.done));
   c.misc.swap(misc_ops);
   c.ingests.swap(ingest_ops);
   // Handlers and streams get a batch's events from this copy. With none
@@ -437,18 +439,18 @@ void EventLog::Impl::publish(Committed& c, std::error_code ec, const std::string
       for (const auto& [o, head] : c.foreign_heads) heads[o] = head;
     }
     committed.store(c.last);
-    stat_events += c.dones.size();
-    if (!c.dones.empty()) ++stat_batches;
-    if (c.dones.size() > stat_largest) stat_largest = c.dones.size();
+    stat_events += c.emits.size();
+    if (!c.emits.empty()) ++stat_batches;
+    if (c.emits.size() > stat_largest) stat_largest = c.emits.size();
   }
-  if (!c.dones.empty()) {
+  if (!c.emits.empty()) {
     if (ec) {
       for (auto& r : c.results) r.error = Error(errc::transport_error, "event store: " + why);
     }
     asio::post(strand.get_inner_executor(),
-               [dones = std::move(c.dones), results = std::move(c.results), ec]() mutable {
-                 for (std::size_t i = 0; i < dones.size(); ++i) {
-                   dones[i](ec, std::move(results[i]));
+               [emits = std::move(c.emits), results = std::move(c.results), ec]() mutable {
+                 for (std::size_t i = 0; i < emits.size(); ++i) {
+                   emits[i].done(ec, std::move(results[i]));
                  }
                });
   }
