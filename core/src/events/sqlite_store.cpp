@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <system_error>
 
 namespace switchboard::events {
@@ -143,12 +144,23 @@ SqliteStore::SqliteStore(const std::string& path, Mode mode, Sync sync) : path_(
       insert_ = Statement(db_,
                           "INSERT INTO events(seq, id, type, origin, origin_seq, ts, payload, "
                           "prev_hash, hash) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      // OR ROLLBACK: a conflict on UNIQUE(origin, origin_seq) still fails
+      // the insert (and the batch, which the log rolls back anyway), without
+      // the statement journal that undoing part of a multi-row statement
+      // would need.
+      std::string rows =
+          "INSERT OR ROLLBACK INTO events(seq, id, type, origin, origin_seq, ts, payload, "
+          "prev_hash, hash) VALUES(?,?,?,?,?,?,?,?,?)";
+      for (std::size_t i = 1; i < kRowsPerInsert; ++i) rows.append(",(?,?,?,?,?,?,?,?,?)");
+      insert_rows_ = Statement(db_, rows.c_str());
+      pending_.reserve(kRowsPerInsert);
       put_consumer_ = Statement(db_,
                                 "INSERT INTO consumers(name, position) VALUES(?, ?) "
                                 "ON CONFLICT(name) DO UPDATE SET position = excluded.position");
     }
   } catch (...) {
     insert_ = Statement();
+    insert_rows_ = Statement();
     read_ = Statement();
     read_origin_ = Statement();
     put_consumer_ = Statement();
@@ -161,6 +173,7 @@ SqliteStore::SqliteStore(const std::string& path, Mode mode, Sync sync) : path_(
 SqliteStore::~SqliteStore() {
   if (wal_fd_ >= 0) ::close(wal_fd_);
   insert_ = Statement();
+  insert_rows_ = Statement();
   read_ = Statement();
   read_origin_ = Statement();
   put_consumer_ = Statement();
@@ -278,9 +291,8 @@ void SqliteStore::sync() {
     if (::fstat(wal_fd_, &opened) != 0) error("cannot stat");
     wal_inode_ = static_cast<unsigned long>(opened.st_ino);
     // The file's directory entry, once, so that a new WAL survives a crash.
-    std::string dir =
-        path_.find('/') == std::string::npos ? "." : path_.substr(0, path_.rfind('/'));
-    if (dir.empty()) dir = "/";
+    std::filesystem::path dir = std::filesystem::path(path_).parent_path();
+    if (dir.empty()) dir = ".";
     int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) error("cannot open the directory of");
     int rc = ::fsync(dfd);
@@ -291,38 +303,80 @@ void SqliteStore::sync() {
 }
 
 void SqliteStore::begin() {
+  pending_.clear();
+  arena_.clear();
   exec("BEGIN IMMEDIATE");
 }
 
 void SqliteStore::commit() {
+  flush_inserts();
   exec("COMMIT");
 }
 
 void SqliteStore::rollback() noexcept {
+  pending_.clear();
+  arena_.clear();
   sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
 }
 
 void SqliteStore::insert(const Event& e) {
-  sqlite3_stmt* s = insert_.get();
-  auto text = [s](int i, const std::string& v) {
-    sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+  PendingRow& row = pending_.emplace_back();
+  row.sequence = e.sequence;
+  row.origin_sequence = e.origin_sequence;
+  row.timestamp_us = e.timestamp_us;
+  row.prev_hash = e.prev_hash;
+  row.hash = e.hash;
+  const std::string* texts[4] = {&e.id, &e.type, &e.origin, &e.payload_json};
+  for (int i = 0; i < 4; ++i) {
+    row.at[i] = arena_.size();
+    row.size[i] = texts[i]->size();
+    arena_.append(*texts[i]);
+  }
+  if (pending_.size() == kRowsPerInsert) flush_inserts();
+}
+
+// Binds the pending rows (from arena_, which no longer grows meanwhile) to
+// the multi-row statement when there are kRowsPerInsert of them, else one by
+// one to the single-row one.
+void SqliteStore::flush_inserts() {
+  if (pending_.empty()) return;
+  const bool full = pending_.size() == kRowsPerInsert;
+  sqlite3_stmt* s = full ? insert_rows_.get() : insert_.get();
+  auto step = [&](std::uint64_t first, std::uint64_t last) {
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+      fail("insert of events " + std::to_string(first) + ".." + std::to_string(last) + ": " +
+           sqlite3_errmsg(db_));
+    }
   };
-  sqlite3_bind_int64(s, 1, static_cast<sqlite3_int64>(e.sequence));
-  text(2, e.id);
-  text(3, e.type);
-  text(4, e.origin);
-  sqlite3_bind_int64(s, 5, static_cast<sqlite3_int64>(e.origin_sequence));
-  sqlite3_bind_int64(s, 6, e.timestamp_us);
-  text(7, e.payload_json);
-  sqlite3_bind_blob(s, 8, e.prev_hash.data(), static_cast<int>(e.prev_hash.size()), SQLITE_STATIC);
-  sqlite3_bind_blob(s, 9, e.hash.data(), static_cast<int>(e.hash.size()), SQLITE_STATIC);
-  int rc = sqlite3_step(s);
-  sqlite3_reset(s);
-  if (rc != SQLITE_DONE)
-    fail("insert of event " + std::to_string(e.sequence) + ": " + sqlite3_errmsg(db_));
+  int p = 1;
+  for (const PendingRow& row : pending_) {
+    sqlite3_bind_int64(s, p, static_cast<sqlite3_int64>(row.sequence));
+    for (int i = 0; i < 3; ++i) {
+      sqlite3_bind_text(s, p + 1 + i, arena_.data() + row.at[i], static_cast<int>(row.size[i]),
+                        SQLITE_STATIC);
+    }
+    sqlite3_bind_int64(s, p + 4, static_cast<sqlite3_int64>(row.origin_sequence));
+    sqlite3_bind_int64(s, p + 5, row.timestamp_us);
+    sqlite3_bind_text(s, p + 6, arena_.data() + row.at[3], static_cast<int>(row.size[3]),
+                      SQLITE_STATIC);
+    sqlite3_bind_blob(s, p + 7, row.prev_hash.data(), static_cast<int>(row.prev_hash.size()),
+                      SQLITE_STATIC);
+    sqlite3_bind_blob(s, p + 8, row.hash.data(), static_cast<int>(row.hash.size()), SQLITE_STATIC);
+    if (full) {
+      p += 9;
+    } else {
+      step(row.sequence, row.sequence);
+    }
+  }
+  if (full) step(pending_.front().sequence, pending_.back().sequence);
+  pending_.clear();
+  arena_.clear();
 }
 
 void SqliteStore::put_meta(const std::string& key, const std::string& value) {
+  flush_inserts();
   Statement s(db_,
               "INSERT INTO meta(key, value) VALUES(?, ?) "
               "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
@@ -332,6 +386,7 @@ void SqliteStore::put_meta(const std::string& key, const std::string& value) {
 }
 
 void SqliteStore::put_type(const std::string& name, const std::string& schema) {
+  flush_inserts();
   Statement s(db_,
               "INSERT INTO types(name, schema) VALUES(?, ?) "
               "ON CONFLICT(name) DO UPDATE SET schema = excluded.schema");
@@ -341,6 +396,7 @@ void SqliteStore::put_type(const std::string& name, const std::string& schema) {
 }
 
 void SqliteStore::put_consumer(const std::string& name, std::uint64_t position) {
+  flush_inserts();
   sqlite3_stmt* s = put_consumer_.get();
   sqlite3_bind_text(s, 1, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
   sqlite3_bind_int64(s, 2, static_cast<sqlite3_int64>(position));
