@@ -2,8 +2,10 @@
 // while the syncer fsyncs the previous one, and a batch nobody listened to
 // when it was written is read back from the store for a listener that
 // arrived before its dispatch. What these tests hold: listeners added while
-// emits run miss nothing after their start, and a writing log hands out
-// only durable events (never past last_sequence()).
+// emits run miss nothing after their start, a writing log hands out only
+// durable events (never past last_sequence()), and the store's buffered
+// multi-row inserts keep every field and still refuse a second event with
+// the same (origin, origin_sequence), which replication relies on.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -11,6 +13,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "events/sqlite_store.hpp"
 #include "support/test_support.hpp"
 #include "switchboard/event_log.hpp"
 
@@ -151,6 +154,81 @@ TEST_F(EventLogPipelineTest, AWritingLogReadsOnlyDurableEvents) {
       1, SIZE_MAX, [&](const Event&) { ++total; }, ec);
   EXPECT_EQ(total, static_cast<std::size_t>(kEmits));
   EXPECT_EQ(log_->last_sequence(), static_cast<std::uint64_t>(kEmits));
+}
+
+Event stored_event(std::uint64_t sequence, std::uint64_t origin_sequence) {
+  Event e;
+  e.sequence = sequence;
+  e.id = "id-" + std::to_string(origin_sequence);
+  e.type = sequence % 2 ? "odd" : "even";
+  e.origin = "origin-a";
+  e.origin_sequence = origin_sequence;
+  e.timestamp_us = 1000 + static_cast<std::int64_t>(sequence);
+  e.payload_json = R"({"n":)" + std::to_string(sequence) + "}";
+  e.prev_hash.fill(static_cast<std::uint8_t>(sequence - 1));
+  e.hash.fill(static_cast<std::uint8_t>(sequence));
+  return e;
+}
+
+TEST_F(EventLogPipelineTest, BufferedInsertsKeepFieldsAndRefuseADuplicateOriginSequence) {
+  log_.reset();  // the store alone, on a file of its own
+  const std::string path = (dir_ / "store.db").string();
+  events::SqliteStore store(path, events::SqliteStore::Mode::read_write,
+                            events::SqliteStore::Sync::deferred);
+  // 75 rows: two full multi-row statements and a tail of 11, one Event
+  // reused for all of them as the log's writer does.
+  store.begin();
+  Event scratch;
+  for (std::uint64_t n = 1; n <= 75; ++n) {
+    scratch = stored_event(n, n);
+    store.insert(scratch);
+  }
+  store.commit();
+  store.sync();
+  std::uint64_t expect = 1;
+  Event read_into;
+  store.read(
+      1, UINT64_MAX, SIZE_MAX,
+      [&](const Event& e) {
+        Event want = stored_event(expect, expect);
+        EXPECT_EQ(e.sequence, want.sequence);
+        EXPECT_EQ(e.id, want.id);
+        EXPECT_EQ(e.type, want.type);
+        EXPECT_EQ(e.origin, want.origin);
+        EXPECT_EQ(e.origin_sequence, want.origin_sequence);
+        EXPECT_EQ(e.timestamp_us, want.timestamp_us);
+        EXPECT_EQ(e.payload_json, want.payload_json);
+        EXPECT_EQ(e.prev_hash, want.prev_hash);
+        EXPECT_EQ(e.hash, want.hash);
+        ++expect;
+      },
+      read_into);
+  EXPECT_EQ(expect, 76u);
+
+  // A duplicate (origin, origin_sequence) inside a full multi-row statement,
+  // then inside the tail written at commit: the batch fails either way and
+  // nothing of it stays.
+  for (std::uint64_t rows : {40u, 5u}) {
+    bool failed = false;
+    store.begin();
+    try {
+      for (std::uint64_t i = 0; i < rows; ++i) {
+        // The third row repeats origin_sequence 7 of the first batch.
+        store.insert(stored_event(76 + i, i == 2 ? 7 : 76 + i));
+      }
+      store.commit();
+    } catch (const EventStoreError&) {
+      failed = true;
+      store.rollback();
+    }
+    EXPECT_TRUE(failed) << rows << " rows with a duplicate were committed";
+    EXPECT_EQ(store.head().sequence, 75u) << "after the batch of " << rows;
+  }
+  // And the store still takes the next batch.
+  store.begin();
+  for (std::uint64_t n = 76; n <= 80; ++n) store.insert(stored_event(n, n));
+  store.commit();
+  EXPECT_EQ(store.head().sequence, 80u);
 }
 
 }  // namespace
