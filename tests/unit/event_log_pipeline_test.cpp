@@ -3,9 +3,10 @@
 // when it was written is read back from the store for a listener that
 // arrived before its dispatch. What these tests hold: listeners added while
 // emits run miss nothing after their start, a writing log hands out only
-// durable events (never past last_sequence()), and the store's buffered
-// multi-row inserts keep every field and still refuse a second event with
-// the same (origin, origin_sequence), which replication relies on.
+// durable events (never past last_sequence()), the store's checkpointer
+// copies the WAL into the database while the log is open, and the store's
+// buffered multi-row inserts keep every field and still refuse a second
+// event with the same (origin, origin_sequence), which replication relies on.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -154,6 +155,27 @@ TEST_F(EventLogPipelineTest, AWritingLogReadsOnlyDurableEvents) {
       1, SIZE_MAX, [&](const Event&) { ++total; }, ec);
   EXPECT_EQ(total, static_cast<std::size_t>(kEmits));
   EXPECT_EQ(log_->last_sequence(), static_cast<std::uint64_t>(kEmits));
+}
+
+TEST_F(EventLogPipelineTest, TheCheckpointerCopiesTheWalIntoTheDatabaseWhileTheLogIsOpen) {
+  // The writer's connection never checkpoints (wal_autocheckpoint=0); the
+  // store's checkpointer thread does, every 200 ms. Without it the
+  // database file would stay as created until close().
+  const fs::path db = dir_ / "events.db";
+  const auto created = fs::file_size(db);
+  constexpr int kEmits = 5000;
+  emit_in_background(kEmits);
+  ASSERT_TRUE(run_until(
+      io_, [&] { return done_ == kEmits; }, std::chrono::seconds(60)));
+  EXPECT_EQ(failed_, 0);
+  // About 230 bytes an event: most of the events' pages reach the file.
+  const std::uintmax_t expected = created + kEmits * 150u;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (fs::file_size(db) < expected && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_GE(fs::file_size(db), expected) << "created at " << created << " bytes";
+  EXPECT_TRUE(log_->verify().ok);
 }
 
 Event stored_event(std::uint64_t sequence, std::uint64_t origin_sequence) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <system_error>
@@ -116,7 +117,9 @@ SqliteStore::SqliteStore(const std::string& path, Mode mode, Sync sync) : path_(
       // checkpoint copies it and the database after; sync() does the rest.
       exec("PRAGMA journal_mode=WAL");
       exec(sync_ == Sync::deferred ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL");
-      exec("PRAGMA wal_autocheckpoint=8192");
+      // Deferred: no checkpoint inside a COMMIT; the checkpointer does them.
+      exec(sync_ == Sync::deferred ? "PRAGMA wal_autocheckpoint=0"
+                                   : "PRAGMA wal_autocheckpoint=8192");
       exec("PRAGMA journal_size_limit=67108864");
       exec("PRAGMA cache_size=-16384");
       exec(kSchema);
@@ -157,6 +160,19 @@ SqliteStore::SqliteStore(const std::string& path, Mode mode, Sync sync) : path_(
       put_consumer_ = Statement(db_,
                                 "INSERT INTO consumers(name, position) VALUES(?, ?) "
                                 "ON CONFLICT(name) DO UPDATE SET position = excluded.position");
+      if (sync_ == Sync::deferred) {
+        if (sqlite3_open_v2(path.c_str(), &checkpoint_db_,
+                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+          std::string why = checkpoint_db_ ? sqlite3_errmsg(checkpoint_db_) : "out of memory";
+          sqlite3_close(checkpoint_db_);
+          checkpoint_db_ = nullptr;
+          fail("cannot open a checkpoint connection: " + why);
+        }
+        // NORMAL: a checkpoint syncs the WAL before copying it and the
+        // database file after, so the WAL may then be reused.
+        sqlite3_exec(checkpoint_db_, "PRAGMA synchronous=NORMAL", nullptr, nullptr, nullptr);
+        checkpointer_ = std::thread([this] { checkpoint_loop(); });
+      }
     }
   } catch (...) {
     insert_ = Statement();
@@ -171,6 +187,7 @@ SqliteStore::SqliteStore(const std::string& path, Mode mode, Sync sync) : path_(
 }
 
 SqliteStore::~SqliteStore() {
+  stop_checkpointer();
   if (wal_fd_ >= 0) ::close(wal_fd_);
   insert_ = Statement();
   insert_rows_ = Statement();
@@ -267,10 +284,36 @@ std::optional<std::uint64_t> SqliteStore::consumer(const std::string& name) {
 }
 
 void SqliteStore::close() noexcept {
+  stop_checkpointer();
   try {
     if (lock_) exec("PRAGMA wal_checkpoint(TRUNCATE)");
   } catch (const StoreError&) {
   }
+}
+
+// PASSIVE: copies the frames no reader still needs and never waits for the
+// writer. A failure (busy, I/O) is left to the next round; the WAL grows
+// meanwhile, and an I/O error shows in the writer's sync() too.
+void SqliteStore::checkpoint_loop() {
+  std::unique_lock lock(checkpoint_mutex_);
+  while (!checkpoint_stop_) {
+    checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(200));
+    if (checkpoint_stop_) break;
+    lock.unlock();
+    sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    lock.lock();
+  }
+}
+
+void SqliteStore::stop_checkpointer() noexcept {
+  {
+    std::lock_guard lock(checkpoint_mutex_);
+    checkpoint_stop_ = true;
+  }
+  checkpoint_cv_.notify_one();
+  if (checkpointer_.joinable()) checkpointer_.join();
+  sqlite3_close(checkpoint_db_);
+  checkpoint_db_ = nullptr;
 }
 
 void SqliteStore::sync() {
