@@ -457,6 +457,8 @@ print()
 print(f"  group commit: {med(lambda x: x['append']['batches_per_s']):,.0f} commits/s, "
       f"mean batch {med(lambda x: x['append']['mean_batch']):,.0f} events, "
       f"largest {max(x['append']['largest_batch'] for x in runs):,}")
+print(f"  CPU (all the process's threads) per appended event: "
+      f"{med(lambda x: x['append'].get('cpu_us_per_event', 0)):.2f} us")
 appends, floor = med(rows[1][1]), med(rows[0][1])
 jetstream = med(rows[2][1])
 replay = med(rows[3][1])

@@ -47,38 +47,74 @@ void put_str(std::string& out, std::string_view s) {
 
 }  // namespace
 
-EventHash sha256(std::string_view data) {
-  thread_local std::unique_ptr<EVP_MD_CTX, CtxDeleter> ctx(EVP_MD_CTX_new());
+struct EventHasher::Context {
+  std::unique_ptr<EVP_MD_CTX, CtxDeleter> md{EVP_MD_CTX_new()};
+};
+
+EventHasher::EventHasher() : ctx_(std::make_unique<Context>()) {
+  if (!ctx_->md) throw std::runtime_error("SHA-256: no digest context");
+}
+EventHasher::~EventHasher() = default;
+
+EventHash EventHasher::sha256(std::string_view data) {
   EventHash out{};
   unsigned int len = 0;
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), sha256_md(), nullptr) != 1 ||
-      EVP_DigestUpdate(ctx.get(), data.data(), data.size()) != 1 ||
-      EVP_DigestFinal_ex(ctx.get(), out.data(), &len) != 1 || len != out.size()) {
+  EVP_MD_CTX* c = ctx_->md.get();
+  if (EVP_DigestInit_ex(c, sha256_md(), nullptr) != 1 ||
+      EVP_DigestUpdate(c, data.data(), data.size()) != 1 ||
+      EVP_DigestFinal_ex(c, out.data(), &len) != 1 || len != out.size()) {
     throw std::runtime_error("SHA-256 failed");
   }
   return out;
 }
 
+EventHash EventHasher::event_hash(const Event& e) {
+  buf_.clear();
+  buf_.append("SBEV1");
+  buf_.append(reinterpret_cast<const char*>(e.prev_hash.data()), e.prev_hash.size());
+  put_u64(buf_, e.sequence);
+  put_str(buf_, e.id);
+  put_str(buf_, e.type);
+  put_str(buf_, e.origin);
+  put_u64(buf_, e.origin_sequence);
+  put_u64(buf_, static_cast<std::uint64_t>(e.timestamp_us));
+  put_str(buf_, e.payload_json);
+  return sha256(buf_);
+}
+
+void EventHasher::event_id(std::string_view origin, std::uint64_t origin_sequence,
+                           std::string& out) {
+  static const char* digits = "0123456789abcdef";
+  buf_.assign("SBID1");
+  put_str(buf_, origin);
+  put_u64(buf_, origin_sequence);
+  EventHash h = sha256(buf_);
+  out.resize(32);  // the first 16 bytes in hex
+  for (std::size_t i = 0; i < 16; ++i) {
+    out[2 * i] = digits[h[i] >> 4];
+    out[2 * i + 1] = digits[h[i] & 0xf];
+  }
+}
+
+namespace {
+EventHasher& thread_hasher() {
+  thread_local EventHasher hasher;
+  return hasher;
+}
+}  // namespace
+
+EventHash sha256(std::string_view data) {
+  return thread_hasher().sha256(data);
+}
+
 EventHash event_hash(const Event& e) {
-  thread_local std::string buf;
-  buf.clear();
-  buf.append("SBEV1");
-  buf.append(reinterpret_cast<const char*>(e.prev_hash.data()), e.prev_hash.size());
-  put_u64(buf, e.sequence);
-  put_str(buf, e.id);
-  put_str(buf, e.type);
-  put_str(buf, e.origin);
-  put_u64(buf, e.origin_sequence);
-  put_u64(buf, static_cast<std::uint64_t>(e.timestamp_us));
-  put_str(buf, e.payload_json);
-  return sha256(buf);
+  return thread_hasher().event_hash(e);
 }
 
 std::string event_id(std::string_view origin, std::uint64_t origin_sequence) {
-  std::string buf = "SBID1";
-  put_str(buf, origin);
-  put_u64(buf, origin_sequence);
-  return to_hex(sha256(buf)).substr(0, 32);
+  std::string out;
+  thread_hasher().event_id(origin, origin_sequence, out);
+  return out;
 }
 
 std::string random_origin() {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -23,6 +24,27 @@ EventHash event_hash(const Event& e);
 // SHA-256("SBID1" str(origin) u64be(origin_sequence)) in hex. A copy of an
 // event (replication) keeps its id, and an id names one (origin, sequence).
 std::string event_id(std::string_view origin, std::uint64_t origin_sequence);
+
+// One thread's hashing state: a digest context and an encoding buffer reused
+// from event to event, so that the log's writer hashes without allocating or
+// looking up thread-locals. The free functions above use one per thread.
+class EventHasher {
+ public:
+  EventHasher();
+  ~EventHasher();
+  EventHasher(const EventHasher&) = delete;
+  EventHasher& operator=(const EventHasher&) = delete;
+
+  EventHash sha256(std::string_view data);
+  EventHash event_hash(const Event& e);  // as events::event_hash
+  // events::event_id into `out`, reusing its capacity.
+  void event_id(std::string_view origin, std::uint64_t origin_sequence, std::string& out);
+
+ private:
+  struct Context;
+  std::unique_ptr<Context> ctx_;
+  std::string buf_;
+};
 
 // 8 random bytes in hex: a new store's origin.
 std::string random_origin();

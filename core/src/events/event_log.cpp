@@ -1,6 +1,8 @@
-// EventLog: validation on the caller's thread, one writer thread that
-// group-commits (one transaction, one fsync per batch), live dispatch and
-// stream catch-up on the log's strand.
+// EventLog: validation and serialization on the caller's thread, one writer
+// thread that chains, stores and group-commits (one transaction per batch),
+// on SQLite a syncer thread that fsyncs the WAL while the writer commits the
+// next batch, completions handed back in one task per batch once durable,
+// live dispatch and stream catch-up on the log's strand.
 #include "switchboard/event_log.hpp"
 
 #include <spdlog/spdlog.h>
@@ -9,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
@@ -18,6 +21,7 @@
 #include "event_hash.hpp"
 #include "event_store_open.hpp"
 #include "foreign_events.hpp"
+#include "sqlite_store.hpp"
 
 namespace switchboard {
 
@@ -91,12 +95,30 @@ struct EventLog::Impl : std::enable_shared_from_this<EventLog::Impl> {
   };
   std::mutex queue_mutex;
   std::condition_variable queue_cv;
-  std::deque<EmitOp> emits;
+  // A vector, swapped whole with the writer's (empty) batch: the writer
+  // holds the lock for a swap, not for moving thousands of ops, and both
+  // vectors keep their capacity from batch to batch.
+  std::vector<EmitOp> emits;
   std::vector<MiscOp> misc;
   bool stopping = false;
   bool closed = false;
   std::thread writer;
   std::shared_ptr<EventStore> write_store;  // writer thread only (and open/close)
+  events::EventHasher hasher;               // writer thread only
+  // SQLite: the writer commits without waiting for the disk and the syncer
+  // thread makes the commits durable (SqliteStore::sync) before they are
+  // published: acknowledged, dispatched, counted in `committed` and `heads`.
+  // Broker stores (null here) are durable when commit() returns.
+  events::SqliteStore* deferred = nullptr;
+  struct Committed;
+  std::thread syncer;
+  std::mutex sync_mutex;
+  std::condition_variable sync_cv, synced_cv;
+  std::vector<Committed> to_sync;  // under sync_mutex
+  std::size_t sync_pending = 0;    // under sync_mutex: queued or being published
+  bool sync_stopping = false;      // under sync_mutex
+  std::atomic<bool> sync_failed{false};
+  std::string sync_failure;  // under sync_mutex, once sync_failed
   // The chain's head, writer thread only.
   std::uint64_t last_sequence = 0;
   EventHash last_hash{};
@@ -129,12 +151,18 @@ struct EventLog::Impl : std::enable_shared_from_this<EventLog::Impl> {
   std::uint64_t next_handler_id = 1;
   std::map<HandlerId, std::shared_ptr<HandlerEntry>> handlers;
   std::vector<std::shared_ptr<StreamState>> streams;
+  // Whether handlers or streams exist (under listeners_mutex when written):
+  // without any, the writer keeps no copy of a batch's events for dispatch.
+  std::atomic<bool> listening{false};
   std::uint64_t dispatched = 0;  // strand only: newest sequence handed to live listeners
 
   Impl(asio::any_io_executor ex, EventLogOptions opts)
       : options(std::move(opts)), strand(asio::make_strand(ex)) {}
 
   void writer_loop();
+  void syncer_loop();
+  void wait_synced();
+  void publish(Committed& c, std::error_code ec, const std::string& why);
   void run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& misc_ops,
                  std::vector<IngestOp>& ingest_ops);
   using HeadUndo = std::vector<std::pair<std::string, std::uint64_t>>;
@@ -142,10 +170,32 @@ struct EventLog::Impl : std::enable_shared_from_this<EventLog::Impl> {
   void load_heads();
   void recover_after_failed_commit(std::uint64_t seq0);
   void dispatch(const std::shared_ptr<std::vector<Event>>& batch);
+  void dispatch_stored(std::uint64_t upto);
+  void update_listening() {  // under listeners_mutex
+    listening = !handlers.empty() || !streams.empty();
+  }
   void catch_up(const std::shared_ptr<StreamState>& s);
   void save_cursor(StreamState& s);
   std::size_t read(std::uint64_t from, std::uint64_t to, std::size_t max, const EventHandler& fn,
                    std::error_code& ec) const;
+};
+
+// A committed batch on its way to being acknowledged: what publish() makes
+// visible once it is durable.
+struct EventLog::Impl::Committed {
+  // The emits, completed by publish(); freed with the buffers of their
+  // payloads after their completions, off the writer thread.
+  std::vector<EmitOp> emits;
+  std::vector<EmitResult> results;
+  std::vector<MiscOp> misc;
+  std::vector<IngestOp> ingests;
+  // The batch's events for handlers and streams; null: nobody listened
+  // when it was written (dispatch_stored).
+  std::shared_ptr<std::vector<Event>> events;
+  std::uint64_t first = 0, last = 0;  // the log's head before and after the batch
+  std::uint64_t own_head = 0;         // our origin_sequence after the batch
+  bool own_moved = false;
+  std::vector<std::pair<std::string, std::uint64_t>> foreign_heads;  // new heads
 };
 
 struct EventLog::Impl::Stream : EventStream, std::enable_shared_from_this<Stream> {
@@ -162,6 +212,7 @@ struct EventLog::Impl::Stream : EventStream, std::enable_shared_from_this<Stream
     if (auto l = log.lock()) {
       std::lock_guard lock(l->listeners_mutex);
       std::erase_if(l->streams, [this](const auto& s) { return s.get() == this; });
+      l->update_listening();
     }
   }
   std::uint64_t position() const override { return next.load() - 1; }
@@ -197,12 +248,13 @@ void EventLog::Impl::writer_loop() {
       queue_cv.wait(
           lock, [this] { return stopping || !emits.empty() || !misc.empty() || !ingests.empty(); });
       if (emits.empty() && misc.empty() && ingests.empty()) return;  // stopping, drained
-      std::size_t n = std::min(emits.size(), options.max_batch);
       batch.clear();
-      batch.reserve(n);
-      for (std::size_t i = 0; i < n; ++i) {
-        batch.push_back(std::move(emits.front()));
-        emits.pop_front();
+      if (emits.size() <= options.max_batch) {
+        batch.swap(emits);
+      } else {
+        auto split = emits.begin() + static_cast<std::ptrdiff_t>(options.max_batch);
+        batch.assign(std::make_move_iterator(emits.begin()), std::make_move_iterator(split));
+        emits.erase(emits.begin(), split);
       }
       misc_ops.clear();
       misc_ops.swap(misc);
@@ -216,10 +268,21 @@ void EventLog::Impl::writer_loop() {
   }
 }
 
-void EventLog::Impl::run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& misc_ops,
+void EventLog::Impl::run_batch(std::vector<EmitOp>& taken, std::vector<MiscOp>& misc_ops,
                                std::vector<IngestOp>& ingest_ops) {
+  Committed c;
+  c.first = last_sequence;
+  c.emits.swap(taken);
+  std::vector<EmitOp>& batch = c.emits;
+  c.results.resize(batch.size());
+  c.misc.swap(misc_ops);
+  c.ingests.swap(ingest_ops);
+  // Handlers and streams get a batch's events from this copy. With none
+  // (read once per batch), the emits are chained through one reused event
+  // and dispatch_stored() reads the batch back should a listener arrive.
+  const bool keep = listening.load();
   auto events = std::make_shared<std::vector<Event>>();
-  events->reserve(batch.size());
+  if (keep) events->reserve(batch.size());
   const std::uint64_t seq0 = last_sequence;
   const EventHash hash0 = last_hash;
   const std::int64_t ts0 = last_ts;
@@ -228,31 +291,42 @@ void EventLog::Impl::run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& 
   std::error_code ec;
   std::string why;
   try {
+    if (fenced.empty() && sync_failed.load()) {
+      std::lock_guard lock(sync_mutex);
+      fenced = sync_failure;
+    }
     if (!fenced.empty()) throw StoreError(fenced);
     write_store->begin();
     try {
       // One timestamp per batch, never earlier than the previous one: the
       // log's timestamps do not go back when the clock does.
       std::int64_t ts = std::max(now_us(), last_ts);
-      for (auto& op : batch) {
-        Event& e = events->emplace_back();
+      Event scratch;
+      scratch.origin = origin;
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        EmitOp& op = batch[i];
+        Event& e = keep ? events->emplace_back() : scratch;
+        if (keep) e.origin = origin;
         e.sequence = last_sequence + 1;
-        e.origin = origin;
         e.origin_sequence = origin_sequence + 1;
-        e.id = events::event_id(origin, e.origin_sequence);
-        e.type = std::move(op.type);
+        hasher.event_id(origin, e.origin_sequence, e.id);
+        // Swapped, not moved: the op keeps the previous event's buffers,
+        // freed with the batch rather than one by one here.
+        e.type.swap(op.type);
         e.timestamp_us = ts;
-        e.payload_json = std::move(op.payload);
+        e.payload_json.swap(op.payload);
         e.prev_hash = last_hash;
-        e.hash = events::event_hash(e);
+        e.hash = hasher.event_hash(e);
         write_store->insert(e);
+        c.results[i].sequence = e.sequence;
+        c.results[i].id = e.id;
         last_sequence = e.sequence;
         last_hash = e.hash;
         last_ts = ts;
         ++origin_sequence;
       }
-      if (!ingest_ops.empty()) append_foreign(ingest_ops, *events, undo);
-      for (const auto& m : misc_ops) {
+      if (!c.ingests.empty()) append_foreign(c.ingests, *events, undo);
+      for (const auto& m : c.misc) {
         if (m.kind == MiscOp::Kind::type) {
           write_store->put_type(m.name, m.schema);
         } else {
@@ -278,41 +352,124 @@ void EventLog::Impl::run_batch(std::vector<EmitOp>& batch, std::vector<MiscOp>& 
     }
     spdlog::error("event log '{}': commit of {} events failed: {}", options.path, batch.size(),
                   why);
+    // The batches before this one are published first, so that the heads
+    // read back by the recovery are all published ones.
+    wait_synced();
     if (fenced.empty()) recover_after_failed_commit(seq0);
+    publish(c, ec, why);
+    return;
   }
 
-  if (!ec) {
-    if (origin_sequence != oseq0 || !undo.empty()) {
-      std::lock_guard lock(heads_mutex);
-      if (origin_sequence != oseq0) heads[origin] = origin_sequence;
-      for (const auto& [o, before] : undo) {
-        if (writer_heads[o] > 0) heads[o] = writer_heads[o];
+  c.last = last_sequence;
+  c.own_moved = origin_sequence != oseq0;
+  c.own_head = origin_sequence;
+  for (const auto& [o, before] : undo) {
+    if (writer_heads[o] > 0) c.foreign_heads.emplace_back(o, writer_heads[o]);
+  }
+  if (keep) {
+    c.events = std::move(events);
+  } else if (!events->empty()) {
+    events.reset();  // foreign events nobody listens to: dispatch_stored
+  }
+  if (!deferred) return publish(c, {}, {});
+  {
+    std::lock_guard lock(sync_mutex);
+    to_sync.push_back(std::move(c));
+    ++sync_pending;
+  }
+  sync_cv.notify_one();
+}
+
+// The syncer: one fdatasync of the WAL for every batch committed since the
+// last one, then the batches are published in order.
+void EventLog::Impl::syncer_loop() {
+  std::vector<Committed> items;
+  for (;;) {
+    {
+      std::unique_lock lock(sync_mutex);
+      sync_cv.wait(lock, [this] { return sync_stopping || !to_sync.empty(); });
+      if (to_sync.empty()) return;  // stopping, drained
+      items.clear();
+      items.swap(to_sync);
+    }
+    std::error_code ec;
+    std::string why;
+    if (!sync_failed.load()) {
+      try {
+        deferred->sync();
+      } catch (const std::exception& ex) {
+        // Whether the batches reached the disk is unknown, and stays unknown
+        // (a later fsync may succeed without the lost pages): the log stops
+        // writing.
+        std::lock_guard lock(sync_mutex);
+        sync_failure = std::string(ex.what()) + "; this log no longer writes: reopen it";
+        sync_failed = true;
+        spdlog::error("event log '{}': {}", options.path, sync_failure);
       }
     }
-    committed.store(last_sequence);
-    stat_events += batch.size();
-    if (!batch.empty()) ++stat_batches;
-    if (batch.size() > stat_largest) stat_largest = batch.size();
-  }
-  for (std::size_t i = 0; i < batch.size(); ++i) {
-    EmitResult r;
-    if (ec) {
-      r.error = Error(errc::transport_error, "event store: " + why);
-    } else {
-      r.sequence = (*events)[i].sequence;
-      r.id = (*events)[i].id;
+    if (sync_failed.load()) {
+      ec = make_error_code(errc::transport_error);
+      std::lock_guard lock(sync_mutex);
+      why = sync_failure;
     }
-    batch[i].done(ec, std::move(r));
+    for (auto& c : items) publish(c, ec, why);
+    {
+      std::lock_guard lock(sync_mutex);
+      sync_pending -= items.size();
+    }
+    synced_cv.notify_all();
   }
-  for (auto& m : misc_ops) {
+}
+
+void EventLog::Impl::wait_synced() {
+  if (!deferred) return;
+  std::unique_lock lock(sync_mutex);
+  synced_cv.wait(lock, [this] { return sync_pending == 0; });
+}
+
+// Makes a durable batch visible: the committed head and origin heads, its
+// emits' completions (one task on the log's executor, each completion then
+// posting to its handler's executor), the other ops' completions, and its
+// events to handlers and streams. With `ec`, everything fails instead.
+void EventLog::Impl::publish(Committed& c, std::error_code ec, const std::string& why) {
+  if (!ec) {
+    if (c.own_moved || !c.foreign_heads.empty()) {
+      std::lock_guard lock(heads_mutex);
+      if (c.own_moved) heads[origin] = c.own_head;
+      for (const auto& [o, head] : c.foreign_heads) heads[o] = head;
+    }
+    committed.store(c.last);
+    stat_events += c.emits.size();
+    if (!c.emits.empty()) ++stat_batches;
+    if (c.emits.size() > stat_largest) stat_largest = c.emits.size();
+  }
+  if (!c.emits.empty()) {
+    if (ec) {
+      for (auto& r : c.results) r.error = Error(errc::transport_error, "event store: " + why);
+    }
+    asio::post(strand.get_inner_executor(),
+               [emits = std::move(c.emits), results = std::move(c.results), ec]() mutable {
+                 for (std::size_t i = 0; i < emits.size(); ++i) {
+                   emits[i].done(ec, std::move(results[i]));
+                 }
+               });
+  }
+  for (auto& m : c.misc) {
     if (m.done) m.done(ec);
   }
-  for (auto& op : ingest_ops) {
+  for (auto& op : c.ingests) {
     if (ec) op.result.stored = 0;
     op.done(ec, op.result);
   }
-  if (!ec && !events->empty()) {
-    asio::post(strand, [self = shared_from_this(), events] { self->dispatch(events); });
+  if (ec) return;
+  if (c.events) {
+    if (!c.events->empty()) {
+      asio::post(strand, [self = shared_from_this(), events = std::move(c.events)] {
+        self->dispatch(events);
+      });
+    }
+  } else if (c.last > c.first) {
+    asio::post(strand, [self = shared_from_this(), upto = c.last] { self->dispatch_stored(upto); });
   }
 }
 
@@ -396,7 +553,7 @@ void EventLog::Impl::append_foreign(std::vector<IngestOp>& ops, std::vector<Even
       Event& e = out.emplace_back(std::move(in));
       e.sequence = last_sequence + 1;
       e.prev_hash = last_hash;
-      e.hash = events::event_hash(e);
+      e.hash = hasher.event_hash(e);
       write_store->insert(e);
       last_sequence = e.sequence;
       last_hash = e.hash;
@@ -429,6 +586,28 @@ void EventLog::Impl::dispatch(const std::shared_ptr<std::vector<Event>>& batch) 
   for (auto& s : ss) save_cursor(*s);
 }
 
+// A batch committed while nobody listened was not kept for dispatch. A
+// handler or stream that has arrived since gets it from the store, in
+// order, as if it had been kept.
+void EventLog::Impl::dispatch_stored(std::uint64_t upto) {
+  if (upto <= dispatched) return;
+  if (!listening.load()) {
+    dispatched = upto;
+    return;
+  }
+  auto stored = std::make_shared<std::vector<Event>>();
+  std::error_code ec;
+  read(
+      dispatched + 1, upto, std::numeric_limits<std::size_t>::max(),
+      [&stored](const Event& e) { stored->push_back(e); }, ec);
+  if (ec) {
+    spdlog::error("event log '{}': events {}..{} could not be read for dispatch", options.path,
+                  dispatched + 1, upto);
+  }
+  dispatch(stored);
+  dispatched = upto;
+}
+
 void EventLog::Impl::catch_up(const std::shared_ptr<StreamState>& s) {
   if (s->closed) return;
   std::uint64_t upto = dispatched;
@@ -458,6 +637,10 @@ void EventLog::Impl::catch_up(const std::shared_ptr<StreamState>& s) {
 std::size_t EventLog::Impl::read(std::uint64_t from, std::uint64_t to, std::size_t max,
                                  const EventHandler& fn, std::error_code& ec) const {
   ec.clear();
+  // A writing log hands out durable events only: SQLite shows a committed
+  // batch to readers before the syncer has made it durable.
+  if (!options.read_only) to = std::min(to, committed.load());
+  if (from > to) return 0;
   std::lock_guard lock(read_mutex);
   Event scratch;
   try {
@@ -478,7 +661,9 @@ EventLog::EventLog(asio::any_io_executor executor, EventLogOptions options)
   if (d.options.max_batch == 0) d.options.max_batch = 1;
   try {
     if (!d.options.read_only) {
-      d.write_store = events::open_event_store(d.options, /*read_only=*/false);
+      d.write_store = events::open_event_store(d.options, /*read_only=*/false,
+                                               /*deferred_sync=*/true);
+      d.deferred = dynamic_cast<events::SqliteStore*>(d.write_store.get());
       auto own = d.write_store->meta("origin");
       if (!own) {
         own = events::random_origin();
@@ -489,6 +674,7 @@ EventLog::EventLog(asio::any_io_executor executor, EventLogOptions options)
       d.origin = d.options.origin.empty() ? *own : d.options.origin;
       d.load_heads();
       d.dispatched = d.last_sequence;
+      if (d.deferred) d.deferred->sync();  // the store's creation and origin
       for (auto& [name, text] : d.write_store->types()) {
         d.types[name] = std::make_shared<const Json>(Json::parse(text));
       }
@@ -509,7 +695,10 @@ EventLog::EventLog(asio::any_io_executor executor, EventLogOptions options)
     throw Error(errc::invalid_argument,
                 "event store '" + d.options.path + "': a stored schema is not JSON: " + ex.what());
   }
-  if (!d.options.read_only) d.writer = std::thread([&d] { d.writer_loop(); });
+  if (!d.options.read_only) {
+    d.writer = std::thread([&d] { d.writer_loop(); });
+    if (d.deferred) d.syncer = std::thread([&d] { d.syncer_loop(); });
+  }
 }
 
 EventLog::~EventLog() {
@@ -526,6 +715,12 @@ void EventLog::close() {
   }
   d.queue_cv.notify_one();
   if (d.writer.joinable()) d.writer.join();
+  {
+    std::lock_guard lock(d.sync_mutex);
+    d.sync_stopping = true;
+  }
+  d.sync_cv.notify_one();
+  if (d.syncer.joinable()) d.syncer.join();
   if (d.write_store) d.write_store->close();
   d.write_store.reset();
 }
@@ -639,6 +834,7 @@ EventLog::HandlerId EventLog::on(const std::string& type, EventHandler handler) 
   std::lock_guard lock(impl_->listeners_mutex);
   HandlerId id = impl_->next_handler_id++;
   impl_->handlers.emplace(id, std::move(entry));
+  impl_->update_listening();
   return id;
 }
 
@@ -648,6 +844,7 @@ bool EventLog::off(HandlerId id) {
   if (it == impl_->handlers.end()) return false;
   it->second->active = false;
   impl_->handlers.erase(it);
+  impl_->update_listening();
   return true;
 }
 
@@ -679,6 +876,7 @@ std::shared_ptr<EventStream> EventLog::stream(StreamOptions options, EventHandle
   {
     std::lock_guard lock(d.listeners_mutex);
     d.streams.push_back(s);
+    d.update_listening();
   }
   asio::post(d.strand, [self = impl_, s] { self->catch_up(s); });
   return s;
@@ -751,7 +949,21 @@ std::size_t EventLog::read_origin(const std::string& origin, std::uint64_t from,
   std::lock_guard lock(impl_->read_mutex);
   Event scratch;
   try {
-    return impl_->read_store->read_origin(origin, from, max, fn, scratch);
+    if (impl_->options.read_only)
+      return impl_->read_store->read_origin(origin, from, max, fn, scratch);
+    // Durable events only (see Impl::read): an origin's newest events are
+    // its last in the log, so the ones past `committed` are a tail.
+    const std::uint64_t durable = impl_->committed.load();
+    std::size_t n = 0;
+    impl_->read_store->read_origin(
+        origin, from, max,
+        [&](const Event& e) {
+          if (e.sequence > durable) return;
+          ++n;
+          fn(e);
+        },
+        scratch);
+    return n;
   } catch (const StoreError& ex) {
     spdlog::error("{}", ex.what());
     ec = make_error_code(errc::transport_error);

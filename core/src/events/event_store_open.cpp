@@ -6,10 +6,12 @@
 
 namespace switchboard::events {
 
-std::shared_ptr<EventStore> open_event_store(const EventLogOptions& options, bool read_only) {
+std::shared_ptr<EventStore> open_event_store(const EventLogOptions& options, bool read_only,
+                                             bool deferred_sync) {
   if (options.backend.empty() || options.backend == "sqlite") {
     return std::make_shared<SqliteStore>(
-        options.path, read_only ? SqliteStore::Mode::read_only : SqliteStore::Mode::read_write);
+        options.path, read_only ? SqliteStore::Mode::read_only : SqliteStore::Mode::read_write,
+        deferred_sync && !read_only ? SqliteStore::Sync::deferred : SqliteStore::Sync::on_commit);
   }
   const std::string where = "event log '" + options.path + "' (backend " + options.backend + ")";
   if (options.url.empty()) throw Error(errc::invalid_argument, where + ": no url given");

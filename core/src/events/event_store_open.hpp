@@ -11,6 +11,9 @@ namespace switchboard::events {
 
 // Throws EventStoreError (the store cannot be opened) or Error (no such
 // backend, the plugin refused, a bad option), naming the backend and log.
-std::shared_ptr<EventStore> open_event_store(const EventLogOptions& options, bool read_only);
+// deferred_sync: the SQLite store in SqliteStore::Sync::deferred (the log's
+// writer syncs through SqliteStore::sync()); broker backends ignore it.
+std::shared_ptr<EventStore> open_event_store(const EventLogOptions& options, bool read_only,
+                                             bool deferred_sync = false);
 
 }  // namespace switchboard::events

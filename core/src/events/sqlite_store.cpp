@@ -3,10 +3,13 @@
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <system_error>
 
 namespace switchboard::events {
@@ -93,7 +96,7 @@ Statement& Statement::operator=(Statement&& o) noexcept {
   return *this;
 }
 
-SqliteStore::SqliteStore(const std::string& path, Mode mode) : path_(path) {
+SqliteStore::SqliteStore(const std::string& path, Mode mode, Sync sync) : path_(path), sync_(sync) {
   if (mode == Mode::read_write) lock_ = std::make_unique<WriterLock>(path);
   int flags =
       mode == Mode::read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
@@ -110,10 +113,13 @@ SqliteStore::SqliteStore(const std::string& path, Mode mode) : path_(path) {
       // WAL + FULL: a commit is durable when COMMIT returns (the WAL is
       // fsynced); a torn tail of the WAL fails its checksum and is dropped on
       // recovery. A larger checkpoint interval keeps the extra fsyncs of
-      // checkpoints rare.
+      // checkpoints rare. Deferred: NORMAL still syncs the WAL before a
+      // checkpoint copies it and the database after; sync() does the rest.
       exec("PRAGMA journal_mode=WAL");
-      exec("PRAGMA synchronous=FULL");
-      exec("PRAGMA wal_autocheckpoint=8192");
+      exec(sync_ == Sync::deferred ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL");
+      // Deferred: no checkpoint inside a COMMIT; the checkpointer does them.
+      exec(sync_ == Sync::deferred ? "PRAGMA wal_autocheckpoint=0"
+                                   : "PRAGMA wal_autocheckpoint=8192");
       exec("PRAGMA journal_size_limit=67108864");
       exec("PRAGMA cache_size=-16384");
       exec(kSchema);
@@ -141,12 +147,36 @@ SqliteStore::SqliteStore(const std::string& path, Mode mode) : path_(path) {
       insert_ = Statement(db_,
                           "INSERT INTO events(seq, id, type, origin, origin_seq, ts, payload, "
                           "prev_hash, hash) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      // OR ROLLBACK: a conflict on UNIQUE(origin, origin_seq) still fails
+      // the insert (and the batch, which the log rolls back anyway), without
+      // the statement journal that undoing part of a multi-row statement
+      // would need.
+      std::string rows =
+          "INSERT OR ROLLBACK INTO events(seq, id, type, origin, origin_seq, ts, payload, "
+          "prev_hash, hash) VALUES(?,?,?,?,?,?,?,?,?)";
+      for (std::size_t i = 1; i < kRowsPerInsert; ++i) rows.append(",(?,?,?,?,?,?,?,?,?)");
+      insert_rows_ = Statement(db_, rows.c_str());
+      pending_.reserve(kRowsPerInsert);
       put_consumer_ = Statement(db_,
                                 "INSERT INTO consumers(name, position) VALUES(?, ?) "
                                 "ON CONFLICT(name) DO UPDATE SET position = excluded.position");
+      if (sync_ == Sync::deferred) {
+        if (sqlite3_open_v2(path.c_str(), &checkpoint_db_,
+                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+          std::string why = checkpoint_db_ ? sqlite3_errmsg(checkpoint_db_) : "out of memory";
+          sqlite3_close(checkpoint_db_);
+          checkpoint_db_ = nullptr;
+          fail("cannot open a checkpoint connection: " + why);
+        }
+        // NORMAL: a checkpoint syncs the WAL before copying it and the
+        // database file after, so the WAL may then be reused.
+        sqlite3_exec(checkpoint_db_, "PRAGMA synchronous=NORMAL", nullptr, nullptr, nullptr);
+        checkpointer_ = std::thread([this] { checkpoint_loop(); });
+      }
     }
   } catch (...) {
     insert_ = Statement();
+    insert_rows_ = Statement();
     read_ = Statement();
     read_origin_ = Statement();
     put_consumer_ = Statement();
@@ -157,7 +187,10 @@ SqliteStore::SqliteStore(const std::string& path, Mode mode) : path_(path) {
 }
 
 SqliteStore::~SqliteStore() {
+  stop_checkpointer();
+  if (wal_fd_ >= 0) ::close(wal_fd_);
   insert_ = Statement();
+  insert_rows_ = Statement();
   read_ = Statement();
   read_origin_ = Statement();
   put_consumer_ = Statement();
@@ -251,45 +284,142 @@ std::optional<std::uint64_t> SqliteStore::consumer(const std::string& name) {
 }
 
 void SqliteStore::close() noexcept {
+  stop_checkpointer();
   try {
     if (lock_) exec("PRAGMA wal_checkpoint(TRUNCATE)");
   } catch (const StoreError&) {
   }
 }
 
+// PASSIVE: copies the frames no reader still needs and never waits for the
+// writer. A failure (busy, I/O) is left to the next round; the WAL grows
+// meanwhile, and an I/O error shows in the writer's sync() too.
+void SqliteStore::checkpoint_loop() {
+  std::unique_lock lock(checkpoint_mutex_);
+  while (!checkpoint_stop_) {
+    checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(200));
+    if (checkpoint_stop_) break;
+    lock.unlock();
+    sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    lock.lock();
+  }
+}
+
+void SqliteStore::stop_checkpointer() noexcept {
+  {
+    std::lock_guard lock(checkpoint_mutex_);
+    checkpoint_stop_ = true;
+  }
+  checkpoint_cv_.notify_one();
+  if (checkpointer_.joinable()) checkpointer_.join();
+  sqlite3_close(checkpoint_db_);
+  checkpoint_db_ = nullptr;
+}
+
+void SqliteStore::sync() {
+  if (sync_ != Sync::deferred) return;
+  const std::string wal = path_ + "-wal";
+  auto error = [&](const char* what) {
+    fail(std::string(what) + " " + wal + ": " + std::generic_category().message(errno));
+  };
+  // SQLite deletes the WAL only when the last connection closes (ours is
+  // open), but check: an fdatasync of a replaced file would prove nothing.
+  struct stat now {};
+  if (::stat(wal.c_str(), &now) != 0) error("cannot stat");
+  if (wal_fd_ < 0 || static_cast<unsigned long>(now.st_ino) != wal_inode_) {
+    if (wal_fd_ >= 0) ::close(wal_fd_);
+    wal_fd_ = ::open(wal.c_str(), O_RDONLY | O_CLOEXEC);
+    if (wal_fd_ < 0) error("cannot open");
+    struct stat opened {};
+    if (::fstat(wal_fd_, &opened) != 0) error("cannot stat");
+    wal_inode_ = static_cast<unsigned long>(opened.st_ino);
+    // The file's directory entry, once, so that a new WAL survives a crash.
+    std::filesystem::path dir = std::filesystem::path(path_).parent_path();
+    if (dir.empty()) dir = ".";
+    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) error("cannot open the directory of");
+    int rc = ::fsync(dfd);
+    ::close(dfd);
+    if (rc != 0) error("cannot fsync the directory of");
+  }
+  if (::fdatasync(wal_fd_) != 0) error("fdatasync of");
+}
+
 void SqliteStore::begin() {
+  pending_.clear();
+  arena_.clear();
   exec("BEGIN IMMEDIATE");
 }
 
 void SqliteStore::commit() {
+  flush_inserts();
   exec("COMMIT");
 }
 
 void SqliteStore::rollback() noexcept {
+  pending_.clear();
+  arena_.clear();
   sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
 }
 
 void SqliteStore::insert(const Event& e) {
-  sqlite3_stmt* s = insert_.get();
-  auto text = [s](int i, const std::string& v) {
-    sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+  PendingRow& row = pending_.emplace_back();
+  row.sequence = e.sequence;
+  row.origin_sequence = e.origin_sequence;
+  row.timestamp_us = e.timestamp_us;
+  row.prev_hash = e.prev_hash;
+  row.hash = e.hash;
+  const std::string* texts[4] = {&e.id, &e.type, &e.origin, &e.payload_json};
+  for (int i = 0; i < 4; ++i) {
+    row.at[i] = arena_.size();
+    row.size[i] = texts[i]->size();
+    arena_.append(*texts[i]);
+  }
+  if (pending_.size() == kRowsPerInsert) flush_inserts();
+}
+
+// Binds the pending rows (from arena_, which no longer grows meanwhile) to
+// the multi-row statement when there are kRowsPerInsert of them, else one by
+// one to the single-row one.
+void SqliteStore::flush_inserts() {
+  if (pending_.empty()) return;
+  const bool full = pending_.size() == kRowsPerInsert;
+  sqlite3_stmt* s = full ? insert_rows_.get() : insert_.get();
+  auto step = [&](std::uint64_t first, std::uint64_t last) {
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+      fail("insert of events " + std::to_string(first) + ".." + std::to_string(last) + ": " +
+           sqlite3_errmsg(db_));
+    }
   };
-  sqlite3_bind_int64(s, 1, static_cast<sqlite3_int64>(e.sequence));
-  text(2, e.id);
-  text(3, e.type);
-  text(4, e.origin);
-  sqlite3_bind_int64(s, 5, static_cast<sqlite3_int64>(e.origin_sequence));
-  sqlite3_bind_int64(s, 6, e.timestamp_us);
-  text(7, e.payload_json);
-  sqlite3_bind_blob(s, 8, e.prev_hash.data(), static_cast<int>(e.prev_hash.size()), SQLITE_STATIC);
-  sqlite3_bind_blob(s, 9, e.hash.data(), static_cast<int>(e.hash.size()), SQLITE_STATIC);
-  int rc = sqlite3_step(s);
-  sqlite3_reset(s);
-  if (rc != SQLITE_DONE)
-    fail("insert of event " + std::to_string(e.sequence) + ": " + sqlite3_errmsg(db_));
+  int p = 1;
+  for (const PendingRow& row : pending_) {
+    sqlite3_bind_int64(s, p, static_cast<sqlite3_int64>(row.sequence));
+    for (int i = 0; i < 3; ++i) {
+      sqlite3_bind_text(s, p + 1 + i, arena_.data() + row.at[i], static_cast<int>(row.size[i]),
+                        SQLITE_STATIC);
+    }
+    sqlite3_bind_int64(s, p + 4, static_cast<sqlite3_int64>(row.origin_sequence));
+    sqlite3_bind_int64(s, p + 5, row.timestamp_us);
+    sqlite3_bind_text(s, p + 6, arena_.data() + row.at[3], static_cast<int>(row.size[3]),
+                      SQLITE_STATIC);
+    sqlite3_bind_blob(s, p + 7, row.prev_hash.data(), static_cast<int>(row.prev_hash.size()),
+                      SQLITE_STATIC);
+    sqlite3_bind_blob(s, p + 8, row.hash.data(), static_cast<int>(row.hash.size()), SQLITE_STATIC);
+    if (full) {
+      p += 9;
+    } else {
+      step(row.sequence, row.sequence);
+    }
+  }
+  if (full) step(pending_.front().sequence, pending_.back().sequence);
+  pending_.clear();
+  arena_.clear();
 }
 
 void SqliteStore::put_meta(const std::string& key, const std::string& value) {
+  flush_inserts();
   Statement s(db_,
               "INSERT INTO meta(key, value) VALUES(?, ?) "
               "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
@@ -299,6 +429,7 @@ void SqliteStore::put_meta(const std::string& key, const std::string& value) {
 }
 
 void SqliteStore::put_type(const std::string& name, const std::string& schema) {
+  flush_inserts();
   Statement s(db_,
               "INSERT INTO types(name, schema) VALUES(?, ?) "
               "ON CONFLICT(name) DO UPDATE SET schema = excluded.schema");
@@ -308,6 +439,7 @@ void SqliteStore::put_type(const std::string& name, const std::string& schema) {
 }
 
 void SqliteStore::put_consumer(const std::string& name, std::uint64_t position) {
+  flush_inserts();
   sqlite3_stmt* s = put_consumer_.get();
   sqlite3_bind_text(s, 1, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
   sqlite3_bind_int64(s, 2, static_cast<sqlite3_int64>(position));
