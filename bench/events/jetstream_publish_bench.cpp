@@ -64,6 +64,9 @@ int main(int argc, char** argv) {
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.PublishAsync.MaxPending = a.inflight;
+    // How long a publish waits for room under MaxPending: cnats' default,
+    // 200 ms, failed the run ("too many outstanding") on a loaded machine.
+    jo.PublishAsync.StallWait = 30000;
     jo.PublishAsync.AckHandler = on_ack;
     jsCtx* js = nullptr;
     check(natsConnection_JetStream(&js, nc, &jo), "jetstream");
