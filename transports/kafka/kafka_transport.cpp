@@ -2,16 +2,18 @@
 // meets the runtime's executor.
 //
 // Threads. librdkafka serves its callbacks (delivery reports, rebalances,
-// errors) from whichever thread calls rd_kafka_poll / rd_kafka_consumer_poll,
-// so the transport polls from threads of its own: one for the producer, one
-// per subscription (each subscription is a consumer of its own, since a
-// Kafka consumer has one group). Those threads only convert and post to
-// TransportContext::executor; nothing of the runtime runs on them. Why not
-// rd_kafka_queue_io_event_enable with the fd watched by Asio (the nats
-// transport's way)? A rebalance must look up committed offsets and offsets
-// by time before it assigns (the start policies), and librdkafka has only
-// blocking calls for that in 2.0; on a thread of ours they block nobody, on
-// the executor they would stall every handler for a round trip.
+// errors) from whichever thread calls rd_kafka_poll / rd_kafka_consumer_poll.
+// The producer's queue (delivery reports and errors, nothing that blocks) is
+// polled on TransportContext::executor whenever librdkafka says it has
+// something (Shared::poll_producer); a thread of ours only watches for the
+// brokers coming back. Each subscription is a consumer of its own (a Kafka
+// consumer has one group), polled from a thread of its own that only
+// converts and posts to the executor; nothing of the runtime runs there.
+// Why not poll consumers on the executor too? A rebalance must look up
+// committed offsets and offsets by time before it assigns (the start
+// policies), and librdkafka has only blocking calls for that in 2.0; on a
+// thread of ours they block nobody, on the executor they would stall every
+// handler for a round trip.
 //
 // Delivery. A plain subscription without a queue group is a consumer group
 // of its own ("switchboard-<random>") that never commits and starts at the
@@ -92,6 +94,19 @@ struct Shared : std::enable_shared_from_this<Shared> {
   std::mutex reports_mutex;
   std::vector<DeliveryReport> reports;  // under reports_mutex
 
+  // The producer's queue (delivery reports, errors) is served on the
+  // executor: librdkafka calls on_producer_queue from its broker thread when
+  // the queue stops being empty, and poll_producer (posted once per wake-up)
+  // runs rd_kafka_poll(0) there, so the reports' completions run without
+  // another post, and librdkafka frees its messages on the thread that
+  // allocated them. A polling thread of our own instead cost a thread
+  // wake-up per batch and freed every message's memory across threads.
+  void schedule_poll();
+  void poll_producer();
+  std::atomic<bool> poll_scheduled{false};
+  std::mutex producer_mutex;       // held while polling; the destructor takes it
+  rd_kafka_t* producer = nullptr;  // under producer_mutex; null once it is destroyed
+
   // librdkafka's error callback, for any of the transport's clients.
   void on_client_error(rd_kafka_t* rk, int err, const char* reason) {
     auto code = static_cast<rd_kafka_resp_err_t>(err);
@@ -163,6 +178,9 @@ struct PendingPublish {
   Payload payload;
 };
 
+// Set while poll_producer polls on this thread: it runs the reports itself.
+thread_local const Shared* polling_inline = nullptr;
+
 void Shared::report(DeliveryReport r) {
   bool first = false;
   {
@@ -170,8 +188,33 @@ void Shared::report(DeliveryReport r) {
     first = reports.empty();
     reports.push_back(std::move(r));
   }
-  // Later reports join the batch the first one's handler will run.
-  if (first) post([self = shared_from_this()] { self->run_reports(); });
+  // Later reports join the batch the first one's handler will run. Reports
+  // served elsewhere (close()'s flush, on a thread of its own) are posted.
+  if (first && polling_inline != this) post([self = shared_from_this()] { self->run_reports(); });
+}
+
+void Shared::schedule_poll() {
+  if (!poll_scheduled.exchange(true)) post([self = shared_from_this()] { self->poll_producer(); });
+}
+
+void Shared::poll_producer() {
+  // Cleared first: what librdkafka queues from now on schedules another.
+  poll_scheduled = false;
+  {
+    std::lock_guard lock(producer_mutex);
+    if (producer) {
+      polling_inline = this;
+      rd_kafka_poll(producer, 0);
+      polling_inline = nullptr;
+    }
+  }
+  run_reports();
+}
+
+// librdkafka's broker thread, when the producer's queue stops being empty:
+// no librdkafka calls here, only a post.
+void on_producer_queue(rd_kafka_t*, void* opaque) {
+  static_cast<Shared*>(opaque)->schedule_poll();
 }
 
 void Shared::run_reports() {
@@ -191,8 +234,9 @@ void Shared::run_reports() {
   }
 }
 
-// Runs inside rd_kafka_poll / rd_kafka_flush, on the producer's polling
-// thread (or close's): only hands the report over.
+// Runs inside rd_kafka_poll / rd_kafka_flush: on the executor
+// (Shared::poll_producer), or on close()'s thread: only hands the report
+// over.
 void on_delivery(rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque) {
   auto* shared = static_cast<Shared*>(opaque);
   std::unique_ptr<PendingPublish> p(static_cast<PendingPublish*>(m->_private));
@@ -715,14 +759,22 @@ class KafkaTransport final : public Transport {
       std::lock_guard lock(shared_->mutex);
       shared_->dead = true;
     }
-    stop_polling_ = true;
-    if (poller_.joinable()) poller_.join();
+    stop_watching_ = true;
+    if (watcher_.joinable()) watcher_.join();
+    {
+      std::lock_guard lock(shared_->producer_mutex);  // waits for a poll on the executor
+      shared_->producer = nullptr;
+    }
     if (producer_) {
       // Not flushed (close() does that): what is still queued is dropped,
       // and durable publishes still waiting get no completion.
       rd_kafka_purge(producer_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
       rd_kafka_poll(producer_, 0);
       rd_kafka_destroy(producer_);
+      // Reports a handler posted before `dead` could still pick up: none.
+      std::vector<DeliveryReport> dropped;
+      std::lock_guard lock(shared_->reports_mutex);
+      dropped.swap(shared_->reports);
     }
   }
 
@@ -785,7 +837,15 @@ class KafkaTransport final : public Transport {
     }
     std::string seen = md->orig_broker_name;
     rd_kafka_metadata_destroy(md);
-    poller_ = std::thread([this] { poll_producer(); });
+    {
+      std::lock_guard lock(shared_->producer_mutex);
+      shared_->producer = producer_;
+    }
+    rd_kafka_queue_t* queue = rd_kafka_queue_get_main(producer_);
+    rd_kafka_queue_cb_event_enable(queue, on_producer_queue, shared_.get());
+    rd_kafka_queue_destroy(queue);  // the handle; the setting stays with the queue
+    shared_->schedule_poll();       // whatever came before the event was enabled
+    watcher_ = std::thread([this] { watch_producer(); });
     shared_->emit(TransportStatus::connected, seen);
     return {};
   }
@@ -1084,12 +1144,15 @@ class KafkaTransport final : public Transport {
     consumers_.clear();
   }
 
-  // Serves delivery reports; while the brokers are down, asks for metadata
-  // once a second to tell when they are back.
-  void poll_producer() {
+  // While the brokers are down, asks for metadata once a second to tell
+  // when they are back. Also makes sure the producer's queue is served
+  // should a wake-up from librdkafka ever be missed (a cheap check).
+  void watch_producer() {
     auto next_probe = Clock::now();
-    while (!stop_polling_) {
-      rd_kafka_poll(producer_, 100);
+    rd_kafka_queue_t* queue = rd_kafka_queue_get_main(producer_);
+    while (!stop_watching_) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (rd_kafka_queue_length(queue) > 0) shared_->schedule_poll();
       if (shared_->down && Clock::now() >= next_probe) {
         next_probe = Clock::now() + std::chrono::seconds(1);
         const rd_kafka_metadata_t* md = nullptr;
@@ -1101,6 +1164,7 @@ class KafkaTransport final : public Transport {
         }
       }
     }
+    rd_kafka_queue_destroy(queue);
   }
 
   KafkaSettings settings_;
@@ -1108,8 +1172,8 @@ class KafkaTransport final : public Transport {
   std::size_t max_payload_;
   std::shared_ptr<Shared> shared_;
   rd_kafka_t* producer_ = nullptr;
-  std::thread poller_;
-  std::atomic<bool> stop_polling_{false};
+  std::thread watcher_;
+  std::atomic<bool> stop_watching_{false};
   std::thread closer_;
   std::atomic<bool> closing_{false};
   std::vector<std::shared_ptr<Consumer>> consumers_;  // executor only
