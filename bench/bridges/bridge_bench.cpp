@@ -21,6 +21,7 @@
 // Sides take turns within each repeat; the table shows medians.
 #include <nats/nats.h>
 
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -228,6 +229,17 @@ struct Row {
   std::vector<double> bridge_cpu_us;  // the bridge process's CPU per message
 };
 
+// Each run's figures on stderr (the log), so that the spread behind the
+// medians can be seen.
+void report_run(const char* dest, std::size_t size, const Row& row) {
+  if (row.raw_rate.empty() || row.bridge_rate.empty()) return;
+  std::fprintf(stderr,
+               "bridge bench: %s %zu B: raw %.0f msg/s, bridge %.0f msg/s (%.2fx), bridge CPU "
+               "%.1f µs/msg\n",
+               dest, size, row.raw_rate.back(), row.bridge_rate.back(),
+               row.bridge_rate.back() / row.raw_rate.back(), row.bridge_cpu_us.back());
+}
+
 struct Latency {
   std::vector<double> raw_p50, raw_p99, bridge_p50, bridge_p99;
 };
@@ -289,6 +301,7 @@ int run(const Options& o) {
         row.bridge_rate.push_back(per_second(o.messages, start, tally));
         row.bridge_cpu_us.push_back((bridge.cpu_seconds() - cpu) * 1e6 /
                                     static_cast<double>(o.messages));
+        report_run("kafka", size, row);
       }
       // RabbitMQ, raw publisher with confirms.
       if (rabbitmq) {
@@ -323,6 +336,7 @@ int run(const Options& o) {
         row.bridge_rate.push_back(per_second(o.messages, start, tally));
         row.bridge_cpu_us.push_back((bridge.cpu_seconds() - cpu) * 1e6 /
                                     static_cast<double>(o.messages));
+        report_run("rabbitmq", size, row);
       }
     }
     // Latency at a steady rate, 256-byte messages.

@@ -17,11 +17,18 @@ struct BridgeRelay::Pending {
   std::string source_subject;
   std::string message_id;
   std::uint32_t attempts = 0;
+  std::size_t slot = 0;  // index in pending_
   std::unique_ptr<asio::steady_timer> retry_timer;
   // Redeliveries of this message that arrived while it was still in flight
   // (ack_wait ran out meanwhile): settled with it instead of sent again.
   std::vector<std::shared_ptr<DurableDelivery>> also;
 };
+
+namespace {
+// Spare records kept at most: enough for a busy bridge's window without
+// holding the memory of a burst forever.
+constexpr std::size_t kMaxSpare = 1024;
+}  // namespace
 
 BridgeRelay::BridgeRelay(asio::any_io_executor executor, BridgeSpec spec, BridgeOptions options,
                          std::shared_ptr<Transport> from, std::shared_ptr<Transport> to,
@@ -123,6 +130,21 @@ std::chrono::milliseconds BridgeRelay::backoff_for(std::uint32_t attempt) const 
   return std::min(d, options_.max_backoff);
 }
 
+// A record for a new message: a spare one (its strings keep their room)
+// or a new one, entered in pending_.
+BridgeRelay::Pending& BridgeRelay::take_pending() {
+  std::unique_ptr<Pending> p;
+  if (spare_.empty()) {
+    p = std::make_unique<Pending>();
+  } else {
+    p = std::move(spare_.back());
+    spare_.pop_back();
+  }
+  p->slot = pending_.size();
+  pending_.push_back(std::move(p));
+  return *pending_.back();
+}
+
 void BridgeRelay::on_message(Message msg, std::shared_ptr<DurableDelivery> delivery) {
   if (delivery && delivery->delivery_count() > 1) {
     ++counters_.redelivered;
@@ -146,11 +168,11 @@ void BridgeRelay::on_message(Message msg, std::shared_ptr<DurableDelivery> deliv
     }
     return;
   }
-  auto p = std::make_shared<Pending>();
+  Pending* p = &take_pending();
   p->delivery = std::move(delivery);
-  p->source_subject = msg.subject;
-  pending_.emplace(p.get(), p);
-  if (by_sequence_ && p->delivery) by_sequence_->emplace(p->delivery->sequence(), p.get());
+  // Copied into the record's own string: a reused record has the room.
+  p->source_subject.assign(msg.subject);
+  if (by_sequence_ && p->delivery) by_sequence_->emplace(p->delivery->sequence(), p);
   ++counters_.in_flight;
 
   Message& out = p->out;
@@ -201,8 +223,10 @@ void BridgeRelay::on_message(Message msg, std::shared_ptr<DurableDelivery> deliv
   attempt(p);
 }
 
+// The completion holds the relay (so that it outlives every publish it
+// started) and `p`, which stays in pending_ until on_sent settles it.
 void BridgeRelay::send(Transport& transport, bool durable, Message msg, std::string message_id,
-                       std::function<void(std::error_code, bool)> done) {
+                       Pending* p, Leg leg) {
   auto self = shared_from_this();
   if (durable) {
     DurablePublish options;
@@ -210,26 +234,38 @@ void BridgeRelay::send(Transport& transport, bool durable, Message msg, std::str
     options.target = &transport == to_.get() ? options_.target : std::string();
     transport.publish_durable(
         std::move(msg), options,
-        [self, done = std::move(done)](std::error_code ec, const DurableReceipt& receipt) {
-          bool dup = receipt.duplicate;
-          asio::dispatch(self->executor_, [done, ec, dup] { done(ec, dup); });
+        [self = std::move(self), p, leg](std::error_code ec,
+                                         const DurableReceipt& receipt) mutable {
+          // Runs inline when the transport completes on this executor (the
+          // bridge host's transports do). Called once: `self` moves on.
+          auto& executor = self->executor_;
+          asio::dispatch(executor, [self = std::move(self), p, leg, ec, dup = receipt.duplicate] {
+            self->on_sent(p, leg, ec, dup);
+          });
         });
   } else {
     std::error_code ec = transport.publish(std::move(msg));
     // Completes later, as the durable path does, so that a failing publish
     // never recurses into the retry logic.
-    asio::post(executor_, [done = std::move(done), ec] { done(ec, false); });
+    asio::post(executor_,
+               [self = std::move(self), p, leg, ec] { self->on_sent(p, leg, ec, false); });
   }
 }
 
-void BridgeRelay::attempt(const std::shared_ptr<Pending>& p) {
-  ++p->attempts;
-  auto self = shared_from_this();
-  send(*to_, durable_destination_, p->out, p->message_id,
-       [self, p](std::error_code ec, bool dup) { self->on_result(p, ec, dup); });
+void BridgeRelay::on_sent(Pending* p, Leg leg, std::error_code ec, bool duplicate) {
+  if (leg == Leg::destination) {
+    on_result(p, ec, duplicate);
+  } else {
+    on_dead_lettered(p, ec);
+  }
 }
 
-void BridgeRelay::on_result(const std::shared_ptr<Pending>& p, std::error_code ec, bool duplicate) {
+void BridgeRelay::attempt(Pending* p) {
+  ++p->attempts;
+  send(*to_, durable_destination_, p->out, p->message_id, p, Leg::destination);
+}
+
+void BridgeRelay::on_result(Pending* p, std::error_code ec, bool duplicate) {
   if (!ec) {
     ++counters_.relayed;
     if (duplicate) ++counters_.duplicates;
@@ -240,7 +276,8 @@ void BridgeRelay::on_result(const std::shared_ptr<Pending>& p, std::error_code e
                p->out.subject, spec_.to.transport, p->attempts, ec.message());
   if (static_cast<int>(p->attempts) <= options_.max_retries && !stopping_) {
     ++counters_.retried;
-    p->retry_timer = std::make_unique<asio::steady_timer>(executor_, backoff_for(p->attempts));
+    if (!p->retry_timer) p->retry_timer = std::make_unique<asio::steady_timer>(executor_);
+    p->retry_timer->expires_after(backoff_for(p->attempts));
     auto self = shared_from_this();
     p->retry_timer->async_wait([self, p](std::error_code wait_ec) {
       if (wait_ec || self->stopping_) {
@@ -256,8 +293,7 @@ void BridgeRelay::on_result(const std::shared_ptr<Pending>& p, std::error_code e
   give_up(p, ec);
 }
 
-void BridgeRelay::give_up(const std::shared_ptr<Pending>& p, std::error_code ec,
-                          const std::string& why) {
+void BridgeRelay::give_up(Pending* p, std::error_code ec, const std::string& why) {
   ++counters_.failed;
   if (!dead_letter_) {
     if (!p->delivery) ++counters_.dropped;
@@ -275,23 +311,26 @@ void BridgeRelay::give_up(const std::shared_ptr<Pending>& p, std::error_code ec,
   if (auto tec = options_.dead_letter_subject.render(p->source_subject, dl.subject)) {
     dl.subject = options_.dead_letter_subject.text();
   }
-  auto self = shared_from_this();
   std::string id = p->message_id.empty() ? std::string() : p->message_id + ":dead";
-  send(*dead_letter_, durable_dead_letter_, std::move(dl), std::move(id),
-       [self, p](std::error_code dl_ec, bool) {
-         if (dl_ec) {
-           spdlog::error("bridge '{}': dead-letter publish to {} failed: {}", self->spec_.name,
-                         self->options_.dead_letter_transport, dl_ec.message());
-           if (!p->delivery) ++self->counters_.dropped;
-           self->finish(p, false);
-           return;
-         }
-         ++self->counters_.dead_lettered;
-         self->finish(p, true);
-       });
+  send(*dead_letter_, durable_dead_letter_, std::move(dl), std::move(id), p, Leg::dead_letter);
 }
 
-void BridgeRelay::finish(const std::shared_ptr<Pending>& p, bool ack) {
+void BridgeRelay::on_dead_lettered(Pending* p, std::error_code ec) {
+  if (ec) {
+    spdlog::error("bridge '{}': dead-letter publish to {} failed: {}", spec_.name,
+                  options_.dead_letter_transport, ec.message());
+    if (!p->delivery) ++counters_.dropped;
+    finish(p, false);
+    return;
+  }
+  ++counters_.dead_lettered;
+  finish(p, true);
+}
+
+// Settles the source and returns the record to spare_; `p` is not used
+// after this.
+void BridgeRelay::finish(Pending* p, bool ack) {
+  if (p->slot >= pending_.size() || pending_[p->slot].get() != p) return;  // settled already
   if (p->delivery) {
     p->also.push_back(p->delivery);
     for (const auto& d : p->also) {
@@ -303,7 +342,22 @@ void BridgeRelay::finish(const std::shared_ptr<Pending>& p, bool ack) {
     }
     if (by_sequence_) by_sequence_->erase(p->delivery->sequence());
   }
-  if (pending_.erase(p.get()) != 0) --counters_.in_flight;
+  // Out of pending_ (the last record takes its slot), reset, and kept.
+  std::unique_ptr<Pending> own = std::move(pending_[p->slot]);
+  if (p->slot + 1 != pending_.size()) {
+    pending_[p->slot] = std::move(pending_.back());
+    pending_[p->slot]->slot = p->slot;
+  }
+  pending_.pop_back();
+  --counters_.in_flight;
+  own->delivery.reset();
+  own->also.clear();
+  own->attempts = 0;
+  own->message_id.clear();
+  own->out.data = Payload();
+  own->out.headers.clear();
+  own->out.reply_to.clear();
+  if (spare_.size() < kMaxSpare) spare_.push_back(std::move(own));
   maybe_stopped();
 }
 
@@ -313,7 +367,7 @@ void BridgeRelay::stop(std::function<void()> done, std::chrono::milliseconds lim
   running_ = false;
   stopping_ = true;
   stopped_ = std::move(done);
-  for (auto& [raw, p] : pending_) {
+  for (auto& p : pending_) {
     if (p->retry_timer) p->retry_timer->cancel();
   }
   stop_timer_ = std::make_unique<asio::steady_timer>(executor_, limit);

@@ -37,26 +37,20 @@ SubjectTemplate::SubjectTemplate(std::string text) : text_(std::move(text)) {
 
 std::error_code SubjectTemplate::render(std::string_view subject, std::string& out) const {
   out.clear();
-  std::vector<std::string_view> tokens;
-  bool split = false;
   for (const Part& p : parts_) {
     if (p.token < 0) {
       out += p.literal;
     } else if (p.token == 0) {
       out += subject;
     } else {
-      if (!split) {
-        std::size_t start = 0;
-        while (true) {
-          auto dot = subject.find('.', start);
-          tokens.push_back(subject.substr(start, dot - start));
-          if (dot == std::string_view::npos) break;
-          start = dot + 1;
-        }
-        split = true;
+      // The N-th token, found in place (this runs for every relayed message).
+      std::size_t start = 0;
+      for (int i = 1; i < p.token; ++i) {
+        auto dot = subject.find('.', start);
+        if (dot == std::string_view::npos) return errc::invalid_argument;
+        start = dot + 1;
       }
-      if (static_cast<std::size_t>(p.token) > tokens.size()) return errc::invalid_argument;
-      out += tokens[static_cast<std::size_t>(p.token) - 1];
+      out += subject.substr(start, subject.find('.', start) - start);
     }
   }
   return {};

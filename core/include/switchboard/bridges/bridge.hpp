@@ -145,15 +145,24 @@ class BridgeRelay : public std::enable_shared_from_this<BridgeRelay> {
   const std::string& name() const { return spec_.name; }
 
  private:
+  // One message from receipt to settlement. Owned by pending_ until
+  // finish(), then kept in spare_ for the next message; callbacks hold a
+  // Pending* together with a reference to the relay, and finish() is the
+  // last thing any of them does with it.
   struct Pending;
+  // Where a send goes: the destination, or the dead letter.
+  enum class Leg { destination, dead_letter };
+  Pending& take_pending();
   void on_message(Message msg, std::shared_ptr<DurableDelivery> delivery);
-  void attempt(const std::shared_ptr<Pending>& p);
-  void on_result(const std::shared_ptr<Pending>& p, std::error_code ec, bool duplicate);
+  void attempt(Pending* p);
+  void on_result(Pending* p, std::error_code ec, bool duplicate);
   // `why`: what was wrong, for the dead letter's switchboard-error header.
-  void give_up(const std::shared_ptr<Pending>& p, std::error_code ec, const std::string& why = {});
-  void finish(const std::shared_ptr<Pending>& p, bool ack);
-  void send(Transport& transport, bool durable, Message msg, std::string message_id,
-            std::function<void(std::error_code, bool duplicate)> done);
+  void give_up(Pending* p, std::error_code ec, const std::string& why = {});
+  void on_dead_lettered(Pending* p, std::error_code ec);
+  void finish(Pending* p, bool ack);
+  void send(Transport& transport, bool durable, Message msg, std::string message_id, Pending* p,
+            Leg leg);
+  void on_sent(Pending* p, Leg leg, std::error_code ec, bool duplicate);
   std::chrono::milliseconds backoff_for(std::uint32_t attempt) const;
   void maybe_stopped();
   void poll_lag();
@@ -168,7 +177,8 @@ class BridgeRelay : public std::enable_shared_from_this<BridgeRelay> {
   bool durable_destination_ = false;
   bool durable_dead_letter_ = false;
   std::unique_ptr<Subscription> subscription_;
-  std::map<Pending*, std::shared_ptr<Pending>> pending_;
+  std::vector<std::unique_ptr<Pending>> pending_;  // in flight; Pending::slot is the index
+  std::vector<std::unique_ptr<Pending>> spare_;    // settled, for reuse
   std::optional<std::map<std::uint64_t, Pending*>> by_sequence_;  // JetStream sources
   bool running_ = false;
   bool stopping_ = false;
