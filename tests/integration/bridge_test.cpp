@@ -914,10 +914,14 @@ TEST_F(Bridge, LagOfAKafkaSource) {
   auto k = open(kafka_url());
   constexpr int n = 50;
   int confirmed = 0;
-  for (int i = 0; i < n; ++i) {
-    k->publish_durable(Message{topic, Payload("l"), {}, ""}, {},
-                       [&](std::error_code ec, const DurableReceipt&) { confirmed += ec ? 0 : 1; });
-  }
+  auto produce = [&](int count) {
+    for (int i = 0; i < count; ++i) {
+      k->publish_durable(
+          Message{topic, Payload("l"), {}, ""}, {},
+          [&](std::error_code ec, const DurableReceipt&) { confirmed += ec ? 0 : 1; });
+    }
+  };
+  produce(n);
   ASSERT_TRUE(test::run_until(
       io, [&] { return confirmed == n; }, 20s));
   start("transports:\n  events: {url: '" + kafka_url() +
@@ -925,7 +929,14 @@ TEST_F(Bridge, LagOfAKafkaSource) {
         "runtime: {transport: events}\n"
         "bridges:\n" +
         stuck_bridge("{transport: events, topic: '" + topic + "', durable: " + topic + "g}"));
+  // Every partition counts, also one paused before its first fetch.
   expect_lag(*this, n - 1);
+  // The consumer is paused (its window is full): the lag still grows with
+  // what producers add.
+  produce(10);
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return confirmed == n + 10; }, 20s));
+  expect_lag(*this, n + 10 - 1);
 }
 
 #endif  // SWITCHBOARD_BRIDGE_TEST_SERVERS

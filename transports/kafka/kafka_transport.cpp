@@ -272,6 +272,13 @@ struct PartitionState {
   std::map<std::int64_t, InFlight> in_flight;
   std::int64_t high = -1;
   std::int64_t committed = -1;
+  // The first message fetched while the window was full, not handed out
+  // (nor any after it, so that no later offset is committed past it); the
+  // partition is sought back to it when the window opens. -1: none held.
+  std::int64_t held_from = -1;
+  // The high watermark as last asked of the broker (-1: not yet): the cached
+  // one only moves with fetches, and a paused partition is not fetched.
+  std::int64_t queried_high = -1;
 };
 
 class KafkaDelivery;
@@ -304,6 +311,7 @@ struct Consumer : std::enable_shared_from_this<Consumer> {
   std::map<TopicPartition, PartitionState> parts;
   std::size_t in_flight_total = 0;
   bool paused = false;
+  Clock::time_point watermarks_asked{};  // polling thread only
 
   ~Consumer() {
     if (rk) rd_kafka_destroy(rk);
@@ -314,6 +322,7 @@ struct Consumer : std::enable_shared_from_this<Consumer> {
   void start_offsets(rd_kafka_topic_partition_list_t* partitions);
   void on_message(const rd_kafka_message_t* m);
   void service_durable();
+  void ask_watermarks();
   void store(const TopicPartition& tp, std::int64_t offset);
   void settle(const TopicPartition& tp, std::int64_t offset, std::uint64_t gen, bool ack,
               std::chrono::milliseconds delay);
@@ -582,6 +591,13 @@ void Consumer::on_message(const rd_kafka_message_t* m) {
         f->second.deadline = now + options.ack_wait;
         count = ++f->second.deliveries;
       } else {
+        // librdkafka hands out what it fetched ahead until the pause takes
+        // effect: the window (max_in_flight) is kept here, not by the pause.
+        if (ps.held_from >= 0 ||
+            in_flight_total >= std::max<std::size_t>(options.max_in_flight, 1)) {
+          if (ps.held_from < 0 || m->offset < ps.held_from) ps.held_from = m->offset;
+          return;
+        }
         ps.high = m->offset;
         if (!wanted) {
           commit_locked(tp, ps);
@@ -656,12 +672,13 @@ bool Consumer::lag(std::uint64_t& out) {
   std::uint64_t total = 0;
   bool known = false;
   for (const auto& [tp, ps] : parts) {
-    std::int64_t low = 0, high = 0;
+    std::int64_t low = 0, high = -1;
     if (rd_kafka_get_watermark_offsets(rk, tp.first.c_str(), tp.second, &low, &high) !=
-            RD_KAFKA_RESP_ERR_NO_ERROR ||
-        high < 0) {
-      continue;
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
+      high = -1;
     }
+    high = std::max(high, ps.queried_high);
+    if (high < 0) continue;
     known = true;
     std::int64_t next = std::max(ps.high + 1, low);
     if (high > next) total += static_cast<std::uint64_t>(high - next);
@@ -675,6 +692,7 @@ bool Consumer::lag(std::uint64_t& out) {
 // partitions pause while max_in_flight messages wait for their ack (until
 // half of them are settled).
 void Consumer::service_durable() {
+  ask_watermarks();
   rd_kafka_topic_partition_list_t* seek = nullptr;
   bool pause = false, resume = false;
   {
@@ -690,6 +708,7 @@ void Consumer::service_durable() {
       if (first >= 0) {
         if (!seek) seek = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(seek, tp.first.c_str(), tp.second)->offset = first;
+        ps.held_from = -1;  // read again from `first`, which is before it
       }
     }
     // Resume at half the window, not at one below it: a pause drops what
@@ -702,6 +721,16 @@ void Consumer::service_durable() {
     } else if (paused && in_flight_total <= window / 2) {
       paused = false;
       resume = true;
+    }
+    // Reading on: what was held back while the window was full is read
+    // again (the consumer's position is already past it).
+    if (!paused) {
+      for (auto& [tp, ps] : parts) {
+        if (ps.held_from < 0) continue;
+        if (!seek) seek = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(seek, tp.first.c_str(), tp.second)->offset = ps.held_from;
+        ps.held_from = -1;
+      }
     }
   }
   if (seek) {
@@ -719,6 +748,32 @@ void Consumer::service_durable() {
       if (resume) rd_kafka_resume_partitions(rk, assigned);
       rd_kafka_topic_partition_list_destroy(assigned);
     }
+  }
+}
+
+// Once a second while paused: the high watermark of every assigned
+// partition, asked of the broker (a round trip each, on this thread, which
+// has nothing to fetch meanwhile), for lag(). Without it a partition paused
+// before its first fetch had no figure at all, and a paused one kept the
+// figure of its last fetch while producers went on.
+void Consumer::ask_watermarks() {
+  auto now = Clock::now();
+  if (now - watermarks_asked < std::chrono::seconds(1)) return;
+  watermarks_asked = now;
+  std::vector<TopicPartition> assigned;
+  {
+    std::lock_guard lock(mutex);
+    if (!paused) return;
+    for (const auto& [tp, ps] : parts) assigned.push_back(tp);
+  }
+  for (const auto& tp : assigned) {
+    std::int64_t low = 0, high = -1;
+    if (rd_kafka_query_watermark_offsets(rk, tp.first.c_str(), tp.second, &low, &high, 500) !=
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
+      continue;
+    }
+    std::lock_guard lock(mutex);
+    if (auto it = parts.find(tp); it != parts.end()) it->second.queried_high = high;
   }
 }
 
