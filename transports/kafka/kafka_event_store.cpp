@@ -807,14 +807,7 @@ class KafkaEventStore final : public EventStore {
   std::vector<std::pair<std::string, std::string>> pending_meta_;
 };
 
-class KafkaEventStoreFactory final : public EventStoreFactory {
- public:
-  std::unique_ptr<EventStore> open(const EventStoreConfig& config) const override {
-    return std::make_unique<KafkaEventStore>(config);
-  }
-};
-
-const KafkaEventStoreFactory kFactory;
+const EventStoreFactoryFor<KafkaEventStore> kFactory;
 
 }  // namespace
 }  // namespace switchboard::kafka::events

@@ -538,14 +538,7 @@ class JetStreamEventStore final : public EventStore {
   std::vector<MetaWrite> pending_meta_;
 };
 
-class JetStreamEventStoreFactory final : public EventStoreFactory {
- public:
-  std::unique_ptr<EventStore> open(const EventStoreConfig& config) const override {
-    return std::make_unique<JetStreamEventStore>(config);
-  }
-};
-
-const JetStreamEventStoreFactory kFactory;
+const EventStoreFactoryFor<JetStreamEventStore> kFactory;
 
 }  // namespace
 }  // namespace switchboard::nats::events

@@ -105,4 +105,14 @@ class EventStoreFactory {
   virtual std::unique_ptr<EventStore> open(const EventStoreConfig& config) const = 0;
 };
 
+// The factory of a store whose constructor takes the config: what a store
+// plugin exports as `const EventStoreFactoryFor<MyStore> kFactory;`.
+template <typename Store>
+class EventStoreFactoryFor final : public EventStoreFactory {
+ public:
+  std::unique_ptr<EventStore> open(const EventStoreConfig& config) const override {
+    return std::make_unique<Store>(config);
+  }
+};
+
 }  // namespace switchboard
