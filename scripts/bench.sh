@@ -3,7 +3,7 @@
 # timed test: it prints numbers and fails only when a benchmark is wrong
 # (the two sides answer differently), not when it is slow.
 #
-#   scripts/bench.sh [router|nats|mesh|codec|events|bridges] (no argument: all, one after the other)
+#   scripts/bench.sh [router|nats|mesh|codec|events|bridges [--only=kafka|rabbitmq]] (no argument: all, one after the other)
 #
 # Router: builds bench/router_bench.cpp in Release, writes the pattern sets
 # and lookups, replays them through Switchboard's PatternRouter (Google
@@ -30,6 +30,9 @@ repeats=${BENCH_REPEATS:-3}
 jobs=${BENCH_JOBS:-2}
 min_seconds=${BENCH_MIN_SECONDS:-1}
 which_bench=${1:-all}
+# What follows the benchmark's name goes to its binary where it takes
+# options (bridges: --only=kafka|rabbitmq).
+bench_args=("${@:2}")
 
 log() { echo "bench: $*" >&2; }
 die() {
@@ -586,7 +589,7 @@ bench_bridges() {
   "$root/scripts/kafka-fetch.sh" >&2
   "$build/bin/switchboard_bridge_bench" --switchboard="$build/bin/switchboard" \
     --repeats="$repeats" --messages="${BENCH_BRIDGE_MESSAGES:-50000}" \
-    --window="${BENCH_BRIDGE_WINDOW:-5000}" 2>"$data/run.log" || {
+    --window="${BENCH_BRIDGE_WINDOW:-5000}" "${bench_args[@]}" 2>"$data/run.log" || {
     tail -30 "$data/run.log" >&2
     die "switchboard_bridge_bench failed (log: $data/run.log)"
   }
