@@ -268,8 +268,8 @@ TEST_F(BridgeCrash, JetStreamToKafkaKill9) {
   std::string stream = unique("CRJS"), prefix = unique("crjs"), topic = unique("cr-js2k-");
   create_topic(kafka_url(), topic);
   test::BridgeProcess bridge(header("js", admin) + "transports:\n" +
-                             js_instance(nats, stream, prefix) + "  events: {url: '" + kafka_url() +
-                             "'}\n"
+                             js_instance(nats, stream, prefix) +
+                             test::instance_yaml("events", kafka_url()) +
                              "bridges:\n"
                              "  - name: js2k\n"
                              "    from: {transport: js, subject: '" +
@@ -322,10 +322,7 @@ TEST_F(BridgeCrash, RabbitMqToKafkaKill9) {
   std::string key = unique("crr"), topic = unique("cr-r2k-");
   create_topic(kafka_url(), topic);
   test::BridgeProcess bridge(header("mq", admin) + "transports:\n  mq: {url: '" + rabbit.url() +
-                             "'}\n"
-                             "  events: {url: '" +
-                             kafka_url() +
-                             "'}\n"
+                             "'}\n" + test::instance_yaml("events", kafka_url()) +
                              "bridges:\n"
                              "  - name: r2k\n"
                              "    from: {transport: mq, routing_key: '" +
@@ -353,9 +350,8 @@ TEST_F(BridgeCrash, JetStreamToRabbitMqDestinationRestart) {
   std::string admin = admin_address();
   std::string stream = unique("CRJR"), prefix = unique("crjr"), key = unique("crjrout");
   test::BridgeProcess bridge(
-      header("js", admin) + "transports:\n" + js_instance(nats, stream, prefix) + "  mq: {url: '" +
-      rabbit.url() +
-      "'}\n"
+      header("js", admin) + "transports:\n" + js_instance(nats, stream, prefix) +
+      test::instance_yaml("mq", rabbit.url()) +
       "bridges:\n"
       "  - name: js2r\n"
       "    from: {transport: js, subject: '" +

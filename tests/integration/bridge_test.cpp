@@ -555,19 +555,14 @@ std::unique_ptr<Subscription> read_kafka(Transport& k, const std::string& topic,
 
 TEST_F(Bridge, CoreNatsToKafka) {
   std::string topic = unique("br-n2k-");
-  start(
-      "transports:\n"
-      "  bus: {url: '" +
-      nats().url() +
-      "'}\n"
-      "  events: {url: '" +
-      kafka_url() +
-      "', key: 'header:switchboard-key'}\n"
-      "runtime: {transport: bus}\n"
-      "bridges:\n"
-      "  - {name: n2k, from: {transport: bus, subject: 'orders.*'},\n"
-      "     to: {transport: events, topic: '" +
-      topic + "'}, key: '{2}'}\n");
+  start("transports:\n" + test::instance_yaml("bus", nats().url()) + "  events: {url: '" +
+        kafka_url() +
+        "', key: 'header:switchboard-key'}\n"
+        "runtime: {transport: bus}\n"
+        "bridges:\n"
+        "  - {name: n2k, from: {transport: bus, subject: 'orders.*'},\n"
+        "     to: {transport: events, topic: '" +
+        topic + "'}, key: '{2}'}\n");
   EXPECT_FALSE(bridges->status().at(0).at_least_once);
   auto bus = open(nats().url());
   constexpr int n = 200;
@@ -626,11 +621,7 @@ TEST_F(Bridge, JetStreamToKafkaAtLeastOnce) {
   start(
       "transports:\n"
       "  js: " +
-      js +
-      "\n"
-      "  events: {url: '" +
-      kafka_url() +
-      "'}\n"
+      js + "\n" + test::instance_yaml("events", kafka_url()) +
       "runtime: {transport: js}\n"
       "bridges:\n"
       "  - {name: js2k, from: {transport: js, subject: '" +
@@ -706,20 +697,14 @@ TEST_F(Bridge, KafkaToNats) {
   auto bus = open(nats().url());
   std::vector<Message> got;
   auto sub = collect(*bus, "fromkafka.>", got);
-  start(
-      "transports:\n"
-      "  bus: {url: '" +
-      nats().url() +
-      "'}\n"
-      "  events: {url: '" +
-      kafka_url() +
-      "'}\n"
-      "runtime: {transport: bus}\n"
-      "bridges:\n"
-      "  - {name: k2n, from: {transport: events, topic: '" +
-      topic +
-      "'},\n"
-      "     to: {transport: bus, subject: 'fromkafka.{subject}'}}\n");
+  start("transports:\n" + test::instance_yaml("bus", nats().url()) + "" +
+        test::instance_yaml("events", kafka_url()) +
+        "runtime: {transport: bus}\n"
+        "bridges:\n"
+        "  - {name: k2n, from: {transport: events, topic: '" +
+        topic +
+        "'},\n"
+        "     to: {transport: bus, subject: 'fromkafka.{subject}'}}\n");
   EXPECT_TRUE(bridges->status().at(0).at_least_once);
   ASSERT_TRUE(test::run_until(
       io, [&] { return got.size() >= n; }, 25s))
@@ -732,20 +717,14 @@ TEST_F(Bridge, KafkaToNats) {
 
 TEST_F(Bridge, RabbitMqToNats) {
   std::string key = unique("rk");
-  start(
-      "transports:\n"
-      "  bus: {url: '" +
-      nats().url() +
-      "'}\n"
-      "  mq: {url: '" +
-      rabbit().url() +
-      "'}\n"
-      "runtime: {transport: bus}\n"
-      "bridges:\n"
-      "  - {name: r2n, from: {transport: mq, routing_key: '" +
-      key + ".*', durable: " + key +
-      "-q},\n"
-      "     to: {transport: bus, subject: 'fromrabbit.{2}'}}\n");
+  start("transports:\n" + test::instance_yaml("bus", nats().url()) + "" +
+        test::instance_yaml("mq", rabbit().url()) +
+        "runtime: {transport: bus}\n"
+        "bridges:\n"
+        "  - {name: r2n, from: {transport: mq, routing_key: '" +
+        key + ".*', durable: " + key +
+        "-q},\n"
+        "     to: {transport: bus, subject: 'fromrabbit.{2}'}}\n");
   EXPECT_TRUE(bridges->status().at(0).at_least_once);
   auto bus = open(nats().url());
   std::vector<Message> got;
@@ -786,21 +765,15 @@ TEST_F(Bridge, CoreNatsToRabbitMqReadByPika) {
         d, [](std::shared_ptr<DurableDelivery>) {}, declared));
     declared->unsubscribe();
   }
-  start(
-      "transports:\n"
-      "  bus: {url: '" +
-      nats().url() +
-      "'}\n"
-      "  mq: {url: '" +
-      rabbit().url() +
-      "'}\n"
-      "runtime: {transport: bus}\n"
-      "bridges:\n"
-      "  - {name: n2r, from: {transport: bus, subject: 'orders.*'},\n"
-      "     to: {transport: mq, routing_key: '" +
-      stem +
-      ".{2}'},\n"
-      "     headers: {set: {origin: nats}, remove: [secret]}}\n");
+  start("transports:\n" + test::instance_yaml("bus", nats().url()) + "" +
+        test::instance_yaml("mq", rabbit().url()) +
+        "runtime: {transport: bus}\n"
+        "bridges:\n"
+        "  - {name: n2r, from: {transport: bus, subject: 'orders.*'},\n"
+        "     to: {transport: mq, routing_key: '" +
+        stem +
+        ".{2}'},\n"
+        "     headers: {set: {origin: nats}, remove: [secret]}}\n");
   EXPECT_FALSE(bridges->status().at(0).at_least_once);  // core NATS: at-most-once
   auto bus = open(nats().url());
   constexpr int n = 100;

@@ -15,6 +15,12 @@
 namespace switchboard::test {
 
 // The build tree's plugin directory (set by tests/CMakeLists.txt).
+// `  NAME: {url: 'URL'}`: one transport instance of a YAML config's
+// `transports:` map.
+inline std::string instance_yaml(const std::string& name, const std::string& url) {
+  return "  " + name + ": {url: '" + url + "'}\n";
+}
+
 inline std::string plugin_dir() {
   return SWITCHBOARD_TEST_PLUGIN_DIR;
 }
