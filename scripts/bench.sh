@@ -13,7 +13,7 @@
 # NATS: starts one nats-server on a free loopback port and, BENCH_REPEATS
 # times taking turns, runs each side's service and client as two processes
 # over it: Switchboard (bench/nats/switchboard_nats_bench.cpp, App over the
-# nats transport plugin), nats-hemera 7.0.2 (bench/hemera/, node) and raw
+# nats transport plugin; once as it comes, once with runtime.idle_spin_us), nats-hemera 7.0.2 (bench/hemera/, node) and raw
 # cnats request/reply (bench/nats/raw_cnats_bench.cpp); and, to tell the
 # transport's share from the runtime's, the raw side's requests through the
 # nats transport plugin alone. Each client measures one request in flight
@@ -21,7 +21,8 @@
 #
 # Environment: BENCH_REPEATS (3 for router, 5 for nats), BENCH_BUILD_DIR
 # (./build-release), BENCH_JOBS (2), BENCH_MIN_SECONDS (1, CPU seconds per
-# set and side), BENCH_NATS_SECONDS (2, wall seconds per measured window).
+# set and side), BENCH_NATS_SECONDS (2, wall seconds per measured window),
+# BENCH_IDLE_SPIN_US (500, the NATS bench's Switchboard side with idle spin).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -224,7 +225,10 @@ bench_nats() {
   }
   log "nats-server $(nats-server --version | awk '{print $2}') on $url"
 
-  local sides=(switchboard hemera raw transport) r k side
+  # spin: Switchboard again with runtime.idle_spin_us (docs/runtime.md,
+  # "Idle spin"), the setting for latency at the cost of CPU.
+  local sides=(switchboard spin hemera raw transport) r k side
+  local spin_us=${BENCH_IDLE_SPIN_US:-500}
   local client_args=(--url="$url" --seconds="$seconds" --warmup=0.5 --inflight=256)
   for ((r = 1; r <= nats_repeats; r++)); do
     # Taking turns, and a different side first each time.
@@ -234,6 +238,7 @@ bench_nats() {
       local out=$data/${side}_run$r
       case $side in
         switchboard) "$bin/switchboard_nats_bench" service --url="$url" >"$out.service.log" 2>&1 & ;;
+        spin) "$bin/switchboard_nats_bench" service --url="$url" --idle-spin-us="$spin_us" >"$out.service.log" 2>&1 & ;;
         raw) "$bin/raw_cnats_bench" responder --url="$url" >"$out.service.log" 2>&1 & ;;
         transport) "$bin/switchboard_nats_bench" transport-service --url="$url" >"$out.service.log" 2>&1 & ;;
         hemera) (cd "$root/bench/hemera" && exec node service.js --url="$url") >"$out.service.log" 2>&1 & ;;
@@ -246,6 +251,7 @@ bench_nats() {
       local pids=service:$nats_service_pid,server:$nats_server_pid
       case $side in
         switchboard) "$bin/switchboard_nats_bench" client "${client_args[@]}" --pids="$pids" ;;
+        spin) "$bin/switchboard_nats_bench" client "${client_args[@]}" --pids="$pids" --idle-spin-us="$spin_us" ;;
         raw) "$bin/raw_cnats_bench" client "${client_args[@]}" --pids="$pids" ;;
         transport) "$bin/switchboard_nats_bench" transport-client "${client_args[@]}" --pids="$pids" ;;
         hemera) (cd "$root/bench/hemera" && node client.js "${client_args[@]}" --pids="$pids") ;;
@@ -260,12 +266,13 @@ bench_nats() {
   stop_pid "$nats_server_pid"
   nats_server_pid=""
 
-  python3 - "$data" "$nats_repeats" "$seconds" <<'PY'
+  python3 - "$data" "$nats_repeats" "$seconds" "$spin_us" <<'PY'
 import json, statistics, sys
 from pathlib import Path
 
 data, repeats, seconds = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-sides = ["switchboard", "hemera", "raw", "transport"]
+spin_us = int(sys.argv[4])
+sides = ["switchboard", "spin", "hemera", "raw", "transport"]
 runs = {s: [json.loads((data / f"{s}_run{r}.json").read_text()) for r in range(1, repeats + 1)]
         for s in sides}
 med = statistics.median
@@ -291,21 +298,24 @@ for s in sides:
             problems.append(f"{s} run {r}: {run['mismatches']} wrong answers, {run['errors']} errors"
                             f" (first: {run['first_problem']})")
 
-names = {"switchboard": "switchboard", "hemera": "hemera", "raw": "raw cnats",
-         "transport": "nats plugin alone"}
+names = {"switchboard": "switchboard", "spin": f"switchboard, idle spin {spin_us} µs",
+         "hemera": "hemera", "raw": "raw cnats", "transport": "nats plugin alone"}
 print()
 print(f"NATS act round trip, {{topic:'math', cmd:'add', a, b}} -> a + b, median of {repeats} runs "
       f"(wall time, {seconds:g} s windows; one nats-server on loopback)")
 print()
-print("|                               | switchboard |  hemera | raw cnats | switchboard / hemera "
-      "| switchboard / raw | nats plugin alone |")
-print("| :---------------------------- | ----------: | ------: | --------: | -------------------: "
-      "| ----------------: | ----------------: |")
+print(f"(sb: switchboard; spin: switchboard with runtime.idle_spin_us = {spin_us})")
+print()
+print("|                               | sb      | spin    | hemera  | raw cnats | sb / hemera "
+      "| spin / hemera | sb / raw | spin / raw | nats plugin alone |")
+print("| :---------------------------- | ------: | ------: | ------: | --------: | ----------: "
+      "| ------------: | -------: | ---------: | ----------------: |")
 def row(label, key, fmt):
     v = {s: m[s][key] for s in sides}
-    print(f"| {label:<29} | {fmt(v['switchboard']):>11} | {fmt(v['hemera']):>7} | {fmt(v['raw']):>9} | "
-          f"{v['switchboard'] / v['hemera']:>19.2f}x | {v['switchboard'] / v['raw']:>16.2f}x | "
-          f"{fmt(v['transport']):>17} |")
+    print(f"| {label:<29} | {fmt(v['switchboard']):>7} | {fmt(v['spin']):>7} | {fmt(v['hemera']):>7} | "
+          f"{fmt(v['raw']):>9} | {v['switchboard'] / v['hemera']:>10.2f}x | "
+          f"{v['spin'] / v['hemera']:>12.2f}x | {v['switchboard'] / v['raw']:>7.2f}x | "
+          f"{v['spin'] / v['raw']:>9.2f}x | {fmt(v['transport']):>17} |")
 row("1 in flight: p50 (µs)", "p50", lambda x: f"{x:,.0f}")
 row("1 in flight: p99 (µs)", "p99", lambda x: f"{x:,.0f}")
 row("256 in flight: requests/s", "rps", lambda x: f"{x:,.0f}")
@@ -325,12 +335,14 @@ errors = sum(run["errors"] for s in sides for run in runs[s])
 print(f"  answers: {checked:,} replies checked against a + b: {wrong} wrong, {errors} errors")
 print()
 ok = lambda good: "met" if good else "NOT met"
-p50_he = m["switchboard"]["p50"] / m["hemera"]["p50"]
-p50_raw = m["switchboard"]["p50"] / m["raw"]["p50"]
-rps_he = m["switchboard"]["rps"] / m["hemera"]["rps"]
-print(f"goal 1-in-flight p50 at most 0.5x hemera's: {ok(p50_he <= 0.5)} ({p50_he:.2f}x)")
-print(f"goal 1-in-flight p50 at most 1.1x raw cnats': {ok(p50_raw <= 1.1)} ({p50_raw:.2f}x)")
-print(f"goal 256-in-flight throughput at least 5x hemera's: {ok(rps_he >= 5)} ({rps_he:.2f}x)")
+for s in ["switchboard", "spin"]:
+    p50_he = m[s]["p50"] / m["hemera"]["p50"]
+    p50_raw = m[s]["p50"] / m["raw"]["p50"]
+    rps_he = m[s]["rps"] / m["hemera"]["rps"]
+    print(f"{names[s]}:")
+    print(f"  goal 1-in-flight p50 at most 0.5x hemera's: {ok(p50_he <= 0.5)} ({p50_he:.2f}x)")
+    print(f"  goal 1-in-flight p50 at most 1.1x raw cnats': {ok(p50_raw <= 1.1)} ({p50_raw:.2f}x)")
+    print(f"  goal 256-in-flight throughput at least 5x hemera's: {ok(rps_he >= 5)} ({rps_he:.2f}x)")
 for p in problems:
     print(f"WRONG: {p}")
 sys.exit(1 if problems else 0)

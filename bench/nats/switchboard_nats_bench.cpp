@@ -26,6 +26,7 @@
 
 #include "bench_common.hpp"
 #include "switchboard/app.hpp"
+#include "switchboard/event_loop.hpp"
 #include "switchboard/plugin_host.hpp"
 
 using namespace switchboard;
@@ -36,6 +37,10 @@ Config bench_config(const nats_bench::Options& o, const std::string& name) {
   Config config = config_from_url(o.url, {});
   config.runtime.name = name;
   config.log.level = "warn";
+  // --idle-spin-us: the runtime.idle_spin_us a latency-minded user sets.
+  if (auto it = o.extra.find("idle-spin-us"); it != o.extra.end()) {
+    config.runtime.idle_spin = std::chrono::microseconds(std::stoll(it->second));
+  }
   return config;
 }
 
@@ -51,7 +56,7 @@ int run_service(const nats_bench::Options& o) {
   asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](std::error_code, int) { rt.close([] {}); });
   std::cout << "ready" << std::endl;
-  io.run();
+  run_event_loop(io, app.config().runtime.idle_spin);
   return 0;
 }
 
@@ -341,7 +346,7 @@ int run_client(const nats_bench::Options& o) {
   app.start();
   Client client(io, app.runtime(), o);
   asio::post(app.runtime().executor(), [&] { client.start(); });
-  io.run();
+  run_event_loop(io, app.config().runtime.idle_spin);
   std::cout << client.report().json() << std::endl;
   return 0;
 }

@@ -4,6 +4,7 @@
 #include "cli_common.hpp"
 #include "switchboard/bridges/admin_server.hpp"
 #include "switchboard/bridges/bridge.hpp"
+#include "switchboard/event_loop.hpp"
 
 namespace switchboard::cli {
 
@@ -20,7 +21,13 @@ void add_run_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--admin", *admin,
                   "serve GET /metrics (Prometheus text) on this address, e.g. 127.0.0.1:9100 "
                   "(overrides the config's admin key)");
-  cmd->callback([source, admin, &exit_code] {
+  auto idle_spin_us = std::make_shared<std::int64_t>(0);
+  auto* idle_spin_flag =
+      cmd->add_option("--idle-spin-us", *idle_spin_us,
+                      "keep polling this long after the last message before sleeping: lower "
+                      "latency for CPU (overrides the config's runtime.idle_spin_us)");
+  idle_spin_flag->check(CLI::Range(std::int64_t{0}, std::int64_t{1'000'000}));
+  cmd->callback([source, admin, idle_spin_us, idle_spin_flag, &exit_code] {
     asio::io_context io;
     auto app = start_app(io, *source);
     if (!app) {
@@ -64,7 +71,8 @@ void add_run_command(CLI::App& app, int& exit_code) {
     });
     std::printf("ready\n");
     std::fflush(stdout);
-    io.run();
+    run_event_loop(io, idle_spin_flag->count() > 0 ? std::chrono::microseconds(*idle_spin_us)
+                                                   : app->config().runtime.idle_spin);
   });
 }
 

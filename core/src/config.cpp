@@ -432,8 +432,12 @@ class Parser {
         rt.max_recursion = static_cast<int>(integer(e, 0, INT_MAX, "a non-negative integer"));
       } else if (e.name == "inbox_prefix") {
         rt.inbox_prefix = name(e);
+      } else if (e.name == "idle_spin_us") {
+        rt.idle_spin = std::chrono::microseconds(
+            integer(e, 0, 1'000'000, "an integer from 0 to 1000000 (microseconds)"));
       } else {
-        unknown(e, {"transport", "timeout_ms", "name", "order", "max_recursion", "inbox_prefix"});
+        unknown(e, {"transport", "timeout_ms", "name", "order", "max_recursion", "inbox_prefix",
+                    "idle_spin_us"});
       }
     }
   }

@@ -72,6 +72,7 @@ TEST(Config, ArchitectureExample) {
   EXPECT_EQ(c.runtime.name, "switchboard");
   EXPECT_EQ(c.runtime.order, "specificity");
   EXPECT_EQ(c.runtime.max_recursion, 0);
+  EXPECT_EQ(c.runtime.idle_spin, std::chrono::microseconds(0));
 
   ASSERT_EQ(c.plugins.size(), 1u);
   EXPECT_EQ(c.plugins[0].name, "math");
@@ -108,6 +109,7 @@ TEST(Config, EveryKey) {
   EXPECT_EQ(c.runtime.order, "insertion");
   EXPECT_EQ(c.runtime.max_recursion, 16);
   EXPECT_EQ(c.runtime.inbox_prefix, "_REPLY");
+  EXPECT_EQ(c.runtime.idle_spin, std::chrono::microseconds(250));
 
   ASSERT_EQ(c.plugins.size(), 2u);
   EXPECT_EQ(c.plugins[0].name, "math");
@@ -239,10 +241,10 @@ TEST(Config, LocateKeys) {
   EXPECT_EQ(line("transports.bus.url"), 8);
   EXPECT_EQ(line("transports.bus.tls.ca_file"), 11);
   EXPECT_EQ(line("runtime.order"), 20);
-  EXPECT_EQ(line("plugins[0]"), 24);
-  EXPECT_EQ(line("plugins[1].options.subjects[1]"), 28);
-  EXPECT_EQ(line("bridges[0].to.transport"), 32);
-  EXPECT_EQ(line("log.level"), 35);
+  EXPECT_EQ(line("plugins[0]"), 25);
+  EXPECT_EQ(line("plugins[1].options.subjects[1]"), 29);
+  EXPECT_EQ(line("bridges[0].to.transport"), 33);
+  EXPECT_EQ(line("log.level"), 36);
   EXPECT_EQ(c.locate("transports.bus.tls")->column, 5);
   EXPECT_FALSE(c.locate("transports.bus.type"));
   EXPECT_FALSE(c.locate("nope"));
@@ -322,6 +324,10 @@ const BadCase kBadCases[] = {
      "expected one of specificity, insertion, got 'random'"},
     {"NegativeRecursion", "runtime:\n  max_recursion: -1\n", 2, "runtime.max_recursion",
      "non-negative integer"},
+    {"NegativeIdleSpin", "runtime:\n  idle_spin_us: -1\n", 2, "runtime.idle_spin_us",
+     "expected an integer from 0 to 1000000 (microseconds), got '-1'"},
+    {"IdleSpinOverASecond", "runtime: { idle_spin_us: 2000000 }\n", 1, "runtime.idle_spin_us",
+     "from 0 to 1000000"},
     {"RuntimeNotAMapping", "runtime: bus\n", 1, "runtime", "expected a mapping, got 'bus'"},
     {"LogUnknownKey", "log:\n  level: info\n  file: x.log\n", 3, "log.file", "unknown key 'file'"},
     {"BadLogLevel", "log: { level: loud }\n", 1, "log.level", "expected one of trace, debug"},
@@ -507,11 +513,11 @@ TEST(Config, OptionErrorGetsTheLine) {
   EXPECT_EQ(nested.column(), 5);
 
   ConfigError whole = rethrown("plugins[1].options", "");
-  EXPECT_EQ(whole.line(), 26);
+  EXPECT_EQ(whole.line(), 27);
   EXPECT_EQ(whole.key(), "plugins[1].options");
 
   ConfigError item = rethrown("plugins[1].options", "subjects[1]");
-  EXPECT_EQ(item.line(), 28);
+  EXPECT_EQ(item.line(), 29);
 }
 
 TEST(Config, OptionErrorWithoutLocations) {

@@ -70,6 +70,9 @@ struct RuntimeSection {
   std::string order = "specificity";        // or "insertion" (Hemera's order)
   int max_recursion = 0;                    // nested act depth limit; 0 = none
   std::string inbox_prefix = "_INBOX";      // reply subjects: <prefix>.<node>.<request>
+  // `idle_spin_us`: how long `switchboard run`'s event loop keeps polling
+  // after its last handler before it blocks (run_event_loop); 0 = at once.
+  std::chrono::microseconds idle_spin{0};
 };
 
 struct PluginSpec {
