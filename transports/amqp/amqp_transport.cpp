@@ -1290,15 +1290,7 @@ class AmqpTransport final : public Transport {
   std::uint64_t next_id_ = 0;
 };
 
-class AmqpFactory final : public TransportFactory {
- public:
-  std::unique_ptr<Transport> create(const TransportConfig& config,
-                                    const TransportContext& context) const override {
-    return std::make_unique<AmqpTransport>(config, context);
-  }
-};
-
-const AmqpFactory factory;
+const TransportFactoryFor<AmqpTransport> factory;
 
 }  // namespace
 }  // namespace switchboard::amqp

@@ -193,15 +193,7 @@ class InprocTransport final : public Transport {
   StatusHandler status_;
 };
 
-class InprocFactory final : public TransportFactory {
- public:
-  std::unique_ptr<Transport> create(const TransportConfig& config,
-                                    const TransportContext& context) const override {
-    return std::make_unique<InprocTransport>(config, context);
-  }
-};
-
-const InprocFactory factory;
+const TransportFactoryFor<InprocTransport> factory;
 
 }  // namespace
 }  // namespace switchboard

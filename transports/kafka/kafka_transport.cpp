@@ -1235,15 +1235,7 @@ class KafkaTransport final : public Transport {
   std::set<std::string> created_;                     // topics ensure_topic made
 };
 
-class KafkaFactory final : public TransportFactory {
- public:
-  std::unique_ptr<Transport> create(const TransportConfig& config,
-                                    const TransportContext& context) const override {
-    return std::make_unique<KafkaTransport>(config, context);
-  }
-};
-
-const KafkaFactory factory;
+const TransportFactoryFor<KafkaTransport> factory;
 
 }  // namespace
 }  // namespace switchboard::kafka

@@ -1459,15 +1459,7 @@ class NatsTransport final : public Transport {
   bool warned_no_jetstream_ = false;
 };
 
-class NatsFactory final : public TransportFactory {
- public:
-  std::unique_ptr<Transport> create(const TransportConfig& config,
-                                    const TransportContext& context) const override {
-    return std::make_unique<NatsTransport>(config, context);
-  }
-};
-
-const NatsFactory factory;
+const TransportFactoryFor<NatsTransport> factory;
 
 }  // namespace
 }  // namespace switchboard::nats

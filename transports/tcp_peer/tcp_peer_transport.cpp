@@ -1492,15 +1492,7 @@ class TcpPeerTransport final : public Transport {
   std::shared_ptr<Node> node_;
 };
 
-class TcpPeerFactory final : public TransportFactory {
- public:
-  std::unique_ptr<Transport> create(const TransportConfig& config,
-                                    const TransportContext& context) const override {
-    return std::make_unique<TcpPeerTransport>(config, context);
-  }
-};
-
-const TcpPeerFactory factory;
+const TransportFactoryFor<TcpPeerTransport> factory;
 
 }  // namespace
 }  // namespace switchboard::tcp_peer

@@ -198,15 +198,7 @@ class WebSocketTransport final : public Transport {
   bool closed_ = false;
 };
 
-class WebSocketFactory final : public TransportFactory {
- public:
-  std::unique_ptr<Transport> create(const TransportConfig& config,
-                                    const TransportContext& context) const override {
-    return std::make_unique<WebSocketTransport>(config, context);
-  }
-};
-
-const WebSocketFactory factory;
+const TransportFactoryFor<WebSocketTransport> factory;
 
 }  // namespace
 

@@ -169,4 +169,16 @@ class TransportFactory {
                                             const TransportContext& context) const = 0;
 };
 
+// The factory of a transport whose constructor takes the config and the
+// context: what a transport plugin exports as
+// `const TransportFactoryFor<MyTransport> factory;`.
+template <typename T>
+class TransportFactoryFor final : public TransportFactory {
+ public:
+  std::unique_ptr<Transport> create(const TransportConfig& config,
+                                    const TransportContext& context) const override {
+    return std::make_unique<T>(config, context);
+  }
+};
+
 }  // namespace switchboard
