@@ -11,7 +11,8 @@ namespace {
 Json parse_data(const std::string& text) {
   Json j;
   std::string error;
-  return parse_json(text, j, error) ? j : Json(text);
+  if (!parse_json(text, j, error)) return Json(text);
+  return j;
 }
 
 }  // namespace
