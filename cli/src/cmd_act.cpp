@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "cli_common.hpp"
+#include "switchboard/json_parse.hpp"
 
 namespace switchboard::cli {
 
@@ -14,8 +15,9 @@ void add_act_command(CLI::App& app, int& exit_code) {
   cmd->add_option("pattern", *pattern_text, "the act pattern as JSON")->required();
   cmd->add_option("-t,--timeout", *timeout_ms, "timeout in milliseconds (default: config)");
   cmd->callback([source, pattern_text, timeout_ms, &exit_code] {
-    Json pattern = Json::parse(*pattern_text, nullptr, false);
-    if (pattern.is_discarded() || !pattern.is_object()) {
+    Json pattern;
+    std::string error;
+    if (!parse_json(*pattern_text, pattern, error) || !pattern.is_object()) {
       print_error(Error(errc::invalid_argument, "pattern is not a JSON object: " + *pattern_text));
       exit_code = kUsage;
       return;

@@ -2,14 +2,17 @@
 #include <iostream>
 
 #include "cli_common.hpp"
+#include "switchboard/json_parse.hpp"
 
 namespace switchboard::cli {
 namespace {
 
 // DATA is sent as JSON when it parses as JSON, otherwise as a JSON string.
 Json parse_data(const std::string& text) {
-  Json j = Json::parse(text, nullptr, false);
-  return j.is_discarded() ? Json(text) : j;
+  Json j;
+  std::string error;
+  if (!parse_json(text, j, error)) return Json(text);
+  return j;
 }
 
 }  // namespace
@@ -59,9 +62,10 @@ void add_sub_command(CLI::App& app, int& exit_code) {
     auto& rt = app->runtime();
     asio::signal_set signals(io, SIGINT, SIGTERM);
     auto ec = rt.subscribe(*subject, *queue, [&](const Message& m) {
-      Json data = Json::parse(m.data.view(), nullptr, false);
-      Json line = {{"subject", m.subject},
-                   {"data", data.is_discarded() ? Json(m.data.view()) : data}};
+      Json data;
+      std::string error;
+      if (!parse_json(m.data.view(), data, error)) data = m.data.view();
+      Json line = {{"subject", m.subject}, {"data", std::move(data)}};
       std::cout << line.dump() << std::endl;
       // The pending signal wait would keep io.run() going after close.
       if (*count > 0 && ++seen == *count) rt.close([&] { signals.cancel(); });

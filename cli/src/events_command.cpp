@@ -12,6 +12,7 @@
 
 #include "cli_common.hpp"
 #include "switchboard/event_log.hpp"
+#include "switchboard/json_parse.hpp"
 
 namespace switchboard::cli {
 namespace {
@@ -33,8 +34,9 @@ std::unique_ptr<EventLog> open_log(asio::io_context& io, const std::string& stor
 }
 
 std::optional<Json> parse_json(const std::string& text, const std::string& what) {
-  Json j = Json::parse(text, nullptr, false);
-  if (j.is_discarded()) {
+  Json j;
+  std::string error;
+  if (!switchboard::parse_json(text, j, error)) {
     print_error(Error(errc::parse_error, what + " is not JSON: " + text));
     return std::nullopt;
   }

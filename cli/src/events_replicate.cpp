@@ -16,6 +16,7 @@
 #include "events_command.hpp"
 #include "switchboard/event_log.hpp"
 #include "switchboard/event_replication.hpp"
+#include "switchboard/json_parse.hpp"
 
 namespace switchboard::cli {
 namespace {
@@ -50,8 +51,10 @@ void run_command(EventLog& log, const std::string& line) {
         Error(errc::invalid_argument,
               "unknown command '" + verb + "' (emit TYPE JSON, declare TYPE SCHEMA, heads)"));
   }
-  Json value = Json::parse(rest, nullptr, false);
-  if (type.empty() || value.is_discarded()) {
+  Json value;
+  std::string error;
+  const bool parsed = switchboard::parse_json(rest, value, error);
+  if (type.empty() || !parsed) {
     return fail(Error(errc::parse_error, verb + ": expected TYPE and JSON, got '" + line + "'"));
   }
   if (verb == "declare") {

@@ -1,4 +1,5 @@
-// Parses JSON text into a Json: simdjson first, nlohmann's parser for what
+// Parses JSON text into a Json: simdjson first, nlohmann's parser (through
+// parse_json, which reads any object in O(n log n)) for what
 // simdjson refuses (so that integers beyond 64 bits still parse as numbers,
 // and errors read the same as before).
 #pragma once

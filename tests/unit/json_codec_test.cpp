@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "json_reader.hpp"
+#include "json_text_codec.hpp"
 #include "json_writer.hpp"
 #include "switchboard/json.hpp"
 
@@ -102,6 +103,38 @@ TEST(JsonReader, AnObjectWithManyKeysInReverseOrderReadsWhole) {
   EXPECT_EQ(out.begin().key(), "k1000000");
   EXPECT_EQ(out["k1000000"], 0);
   EXPECT_EQ(out["k1099999"], n - 1);
+}
+
+// What simdjson refuses goes to nlohmann's parser (through parse_json): an
+// integer beyond 64 bits (nlohmann reads a double) or nesting deeper than
+// simdjson's 1024. A sender who adds one to a hostile object must not get
+// Json::parse's O(n^2) (minutes for this object); no timing is asserted.
+TEST(JsonCodec, TextSimdjsonRefusesWithAHostileObjectDecodesWhole) {
+  const int n = 200000;
+  std::string members;
+  for (int i = n - 1; i >= 0; --i) {
+    members += "\"k" + std::to_string(1000000 + i) + "\":" + std::to_string(i);
+    if (i) members += ",";
+  }
+  const std::string big = R"({"big":18446744073709551616,"members":{)" + members + "}}";
+  const std::string deep = std::string(1100, '[') + "{" + members + "}" + std::string(1100, ']');
+  const json_codec::JsonCodec codec;
+  for (const auto* text : {&big, &deep}) {
+    Json out;
+    std::string error;
+    ASSERT_FALSE(codec.decode(*text, out, error)) << error;
+    const Json* object = &out;
+    if (text == &big) {
+      EXPECT_TRUE(out["big"].is_number_float());
+      EXPECT_EQ(out["big"], 18446744073709551616.0);
+      object = &out["members"];
+    } else {
+      for (int depth = 0; depth < 1100; ++depth) object = &object->at(0);
+    }
+    ASSERT_EQ(object->size(), static_cast<std::size_t>(n));
+    EXPECT_EQ(object->begin().key(), "k1000000");
+    EXPECT_EQ(object->at("k1199999"), n - 1);
+  }
 }
 
 TEST(JsonReader, NumbersBeyondADoubleAreRefusedNotThrown) {

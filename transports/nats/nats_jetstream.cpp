@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "switchboard/error.hpp"
+#include "switchboard/json_parse.hpp"
 
 namespace switchboard::nats {
 namespace {
@@ -151,8 +152,9 @@ std::string nak_body(std::chrono::milliseconds delay) {
 PubAckResult read_pub_ack(std::string_view body, const std::string& subject,
                           const std::string& expected_stream) {
   PubAckResult r;
-  Json answer = Json::parse(body, nullptr, false);
-  if (answer.is_discarded() || !answer.is_object()) {
+  Json answer;
+  std::string error;
+  if (!parse_json(body, answer, error) || !answer.is_object()) {
     r.ec = make_error_code(errc::transport_error);
     r.problem = "the PubAck for '" + subject + "' is not JSON: " + std::string(body.substr(0, 200));
     return r;

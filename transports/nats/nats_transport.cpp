@@ -44,6 +44,7 @@
 #include "nats_settings.hpp"
 #include "switchboard/config.hpp"
 #include "switchboard/error.hpp"
+#include "switchboard/json_parse.hpp"
 #include "switchboard/plugin_abi.hpp"
 #include "switchboard/subject.hpp"
 #include "switchboard/transport.hpp"
@@ -1115,8 +1116,10 @@ class NatsTransport final : public Transport {
     auto on_answer = [weak](Message m) {
       auto lag = weak.lock();
       if (!lag || lag->deliveries != lag->deliveries_at_last_look) return;
-      Json info = Json::parse(m.data.view(), nullptr, false);
-      auto it = info.is_object() ? info.find("num_pending") : info.end();
+      Json info;
+      std::string error;
+      if (!parse_json(m.data.view(), info, error) || !info.is_object()) return;
+      auto it = info.find("num_pending");
       if (it != info.end() && it->is_number_integer()) lag->pending = it->get<std::int64_t>();
     };
     if (subscribe(lag->reply_subject, "", std::move(on_answer), lag->replies)) {
@@ -1305,9 +1308,11 @@ class NatsTransport final : public Transport {
                                     settings_.jetstream.api_timeout_ms);
     });
     if (a.status != NATS_OK) return a;
-    a.json = Json::parse(std::string_view(natsMsg_GetData(reply),
-                                          static_cast<std::size_t>(natsMsg_GetDataLength(reply))),
-                         nullptr, false);
+    // An answer that is not JSON leaves a.json discarded; api_error says so.
+    std::string error;
+    parse_json(std::string_view(natsMsg_GetData(reply),
+                                static_cast<std::size_t>(natsMsg_GetDataLength(reply))),
+               a.json, error);
     natsMsg_Destroy(reply);
     a.error = api_error(a.json);
     return a;

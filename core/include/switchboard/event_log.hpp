@@ -47,6 +47,7 @@
 
 #include "switchboard/error.hpp"
 #include "switchboard/json.hpp"
+#include "switchboard/json_parse.hpp"
 #include "switchboard/prelude.hpp"
 
 namespace switchboard {
@@ -68,7 +69,7 @@ struct Event {
 
   // Parses payload_json. Replay hands out the text so that a handler which
   // does not need the payload does not pay for parsing it.
-  Json payload() const { return Json::parse(payload_json); }
+  Json payload() const { return parse_json(payload_json); }
   // {sequence, id, type, origin, origin_sequence, timestamp_us, payload,
   // prev_hash, hash} with hashes in hex: the NDJSON export line.
   Json to_json() const;

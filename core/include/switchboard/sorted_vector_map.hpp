@@ -14,7 +14,9 @@
 //   erase (as with nlohmann::ordered_map, which basic_json supports);
 // - inserting out of key order costs O(size) moves; members arriving in
 //   ascending key order are appended. `adopt()` builds an object from
-//   unsorted members in O(n log n), for readers of large objects.
+//   unsorted members in O(n log n), for readers of large objects: the
+//   codecs, and parse_json (json_parse.hpp), which replaces Json::parse for
+//   text from outside (Json::parse inserts one by one: O(n^2)).
 #pragma once
 
 #include <algorithm>

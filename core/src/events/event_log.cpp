@@ -22,20 +22,23 @@
 #include "event_store_open.hpp"
 #include "foreign_events.hpp"
 #include "sqlite_store.hpp"
+#include "switchboard/json_parse.hpp"
 
 namespace switchboard {
 
 using StoreError = EventStoreError;
 
 Json Event::to_json() const {
-  Json payload = Json::parse(payload_json, nullptr, false);
+  Json payload;
+  std::string parse_error;
+  if (!parse_json(payload_json, payload, parse_error)) payload = payload_json;
   return Json{{"sequence", sequence},
               {"id", id},
               {"type", type},
               {"origin", origin},
               {"origin_sequence", origin_sequence},
               {"timestamp_us", timestamp_us},
-              {"payload", payload.is_discarded() ? Json(payload_json) : payload},
+              {"payload", std::move(payload)},
               {"prev_hash", to_hex(prev_hash)},
               {"hash", to_hex(hash)}};
 }
@@ -676,7 +679,7 @@ EventLog::EventLog(asio::any_io_executor executor, EventLogOptions options)
       d.dispatched = d.last_sequence;
       if (d.deferred) d.deferred->sync();  // the store's creation and origin
       for (auto& [name, text] : d.write_store->types()) {
-        d.types[name] = std::make_shared<const Json>(Json::parse(text));
+        d.types[name] = std::make_shared<const Json>(parse_json(text));
       }
     }
     d.read_store = events::open_event_store(d.options, /*read_only=*/true);
@@ -684,7 +687,7 @@ EventLog::EventLog(asio::any_io_executor executor, EventLogOptions options)
       d.origin =
           d.options.origin.empty() ? d.read_store->meta("origin").value_or("") : d.options.origin;
       for (auto& [name, text] : d.read_store->types()) {
-        d.types[name] = std::make_shared<const Json>(Json::parse(text));
+        d.types[name] = std::make_shared<const Json>(parse_json(text));
       }
       d.committed = d.read_store->head().sequence;
       d.dispatched = d.committed;

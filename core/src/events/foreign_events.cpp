@@ -4,6 +4,7 @@
 
 #include "../payload_schema.hpp"
 #include "event_hash.hpp"
+#include "switchboard/json_parse.hpp"
 
 namespace switchboard::events {
 
@@ -19,8 +20,9 @@ ForeignCheck check_foreign(const Event& e, const Json* schema) {
   if (e.id != event_id(e.origin, e.origin_sequence)) {
     return malformed("its id is not the one derived from (origin, origin_sequence)");
   }
-  Json payload = Json::parse(e.payload_json, nullptr, false);
-  if (payload.is_discarded() || !payload.is_object()) {
+  Json payload;
+  std::string parse_error;
+  if (!parse_json(e.payload_json, payload, parse_error) || !payload.is_object()) {
     return malformed("its payload is not a JSON object");
   }
   if (schema) {

@@ -1,5 +1,7 @@
 #include "replication_protocol.hpp"
 
+#include "switchboard/json_parse.hpp"
+
 namespace switchboard::events::replication {
 namespace {
 
@@ -91,8 +93,8 @@ std::string encode(const FetchMessage& m) {
 }
 
 std::optional<AnyMessage> decode(std::string_view bytes, std::string& error) {
-  Json j = Json::parse(bytes, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
+  Json j;
+  if (!parse_json(bytes, j, error) || !j.is_object()) {
     error = "not a JSON object";
     return std::nullopt;
   }
