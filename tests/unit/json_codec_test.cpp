@@ -9,6 +9,7 @@
 #include "json_reader.hpp"
 #include "json_text_codec.hpp"
 #include "json_writer.hpp"
+#include "support/hostile_json.hpp"
 #include "switchboard/json.hpp"
 
 namespace switchboard {
@@ -93,12 +94,7 @@ TEST(JsonReader, ReadsWhatNlohmannReads) {
 // stall a node for many seconds); the reader gathers and sorts them once.
 TEST(JsonReader, AnObjectWithManyKeysInReverseOrderReadsWhole) {
   const int n = 100000;
-  std::string text = "{";
-  for (int i = n - 1; i >= 0; --i) {
-    text += "\"k" + std::to_string(1000000 + i) + "\":" + std::to_string(i);
-    text += i ? "," : "}";
-  }
-  Json out = read_ok(text);
+  Json out = read_ok(test::descending_object(n));
   ASSERT_EQ(out.size(), static_cast<std::size_t>(n));
   EXPECT_EQ(out.begin().key(), "k1000000");
   EXPECT_EQ(out["k1000000"], 0);
@@ -111,11 +107,7 @@ TEST(JsonReader, AnObjectWithManyKeysInReverseOrderReadsWhole) {
 // Json::parse's O(n^2) (minutes for this object); no timing is asserted.
 TEST(JsonCodec, TextSimdjsonRefusesWithAHostileObjectDecodesWhole) {
   const int n = 200000;
-  std::string members;
-  for (int i = n - 1; i >= 0; --i) {
-    members += "\"k" + std::to_string(1000000 + i) + "\":" + std::to_string(i);
-    if (i) members += ",";
-  }
+  const std::string members = test::descending_members(n);
   const std::string big = R"({"big":18446744073709551616,"members":{)" + members + "}}";
   const std::string deep = std::string(1100, '[') + "{" + members + "}" + std::string(1100, ']');
   const json_codec::JsonCodec codec;

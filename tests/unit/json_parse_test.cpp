@@ -8,6 +8,8 @@
 #include <typeinfo>
 #include <vector>
 
+#include "support/hostile_json.hpp"
+
 namespace switchboard {
 namespace {
 
@@ -189,12 +191,7 @@ TEST(ParseJson, ThrowsParseErrorNamingTheBytePosition) {
 // reads it in a fraction of a second. No timing is asserted: it must finish.
 TEST(ParseJson, AnObjectWithKeysInDescendingOrderParsesWhole) {
   const int n = 200000;
-  std::string text = "{";
-  for (int i = n - 1; i >= 0; --i) {
-    text += "\"k" + std::to_string(1000000 + i) + "\":" + std::to_string(i);
-    text += i ? "," : "}";
-  }
-  const Json value = parse_json(text);
+  const Json value = parse_json(test::descending_object(n));
   ASSERT_TRUE(value.is_object());
   ASSERT_EQ(value.size(), static_cast<std::size_t>(n));
   int expected = 0;
@@ -207,13 +204,8 @@ TEST(ParseJson, AnObjectWithKeysInDescendingOrderParsesWhole) {
 
 TEST(ParseJson, AHostileObjectWithRepeatedKeysKeepsTheLastOfEach) {
   const int n = 50000;
-  std::string text = "{";
-  for (int round = 0; round < 2; ++round) {
-    for (int i = n - 1; i >= 0; --i) {
-      text += "\"k" + std::to_string(1000000 + i) + "\":" + std::to_string(round * n + i);
-      text += round == 1 && i == 0 ? "}" : ",";
-    }
-  }
+  const std::string text =
+      "{" + test::descending_members(n) + "," + test::descending_members(n, n) + "}";
   const Json value = parse_json(text);
   ASSERT_EQ(value.size(), static_cast<std::size_t>(n));
   EXPECT_EQ(value.at("k1000000"), n);
