@@ -217,8 +217,9 @@ void BridgeRelay::on_message(Message msg, std::shared_ptr<DurableDelivery> deliv
   }
   // A stable id per stored source message lets a JetStream destination drop
   // the copy a redelivery makes.
-  if (p->delivery && from_->type() == "nats") {
-    p->message_id = spec_.name + ":" + std::to_string(p->delivery->sequence());
+  if (p->delivery) {
+    std::string source_id = p->delivery->source_id();
+    if (!source_id.empty()) p->message_id = spec_.name + ":" + source_id;
   }
   attempt(p);
 }

@@ -242,6 +242,7 @@ TEST_F(Amqp, UnackedDeliveryIsRedeliveredAfterTheConsumerCloses) {
   ASSERT_FALSE(publish_durable(*pub, message(prefix + ".jobs", "two")));
   ASSERT_TRUE(test::run_until(io, [&] { return first.size() == 2; }));
   EXPECT_EQ(first[0]->delivery_count(), 1u);
+  EXPECT_EQ(first[0]->source_id(), "job-1");
   first[1]->ack();  // "two" is done; "one" is not
   test::settle(io, std::chrono::milliseconds(100));
   bool closed = false;
@@ -258,12 +259,38 @@ TEST_F(Amqp, UnackedDeliveryIsRedeliveredAfterTheConsumerCloses) {
   ASSERT_EQ(second.size(), 1u);
   EXPECT_EQ(second[0]->message().data.view(), "one");
   EXPECT_EQ(second[0]->delivery_count(), 2u);
+  EXPECT_EQ(second[0]->source_id(), "job-1");  // a requeued message keeps its properties
   // nak: back to the queue, and here again.
   second[0]->nak();
   ASSERT_TRUE(test::run_until(io, [&] { return second.size() == 2; }));
+  EXPECT_EQ(second[1]->source_id(), "job-1");
   second[1]->ack();
   test::settle(io, std::chrono::milliseconds(200));
   EXPECT_EQ(second.size(), 2u);
+}
+
+// source_id is the message-id property the publisher set, empty without one.
+TEST_F(Amqp, SourceIdIsTheMessageIdProperty) {
+  auto t = open();
+  DurableSubscribe ds;
+  ds.subject = prefix + ".ids";
+  ds.durable = "ids-" + prefix;
+  std::vector<std::shared_ptr<DurableDelivery>> got;
+  std::unique_ptr<Subscription> sub;
+  ASSERT_FALSE(t->subscribe_durable(
+      ds, [&](std::shared_ptr<DurableDelivery> d) { got.push_back(d); }, sub));
+  DurablePublish id;
+  id.message_id = "order-17";
+  ASSERT_FALSE(publish_durable(*t, message(prefix + ".ids", "with"), id));
+  ASSERT_FALSE(publish_durable(*t, message(prefix + ".ids", "without")));
+  ASSERT_TRUE(test::run_until(io, [&] { return got.size() == 2; }));
+  std::map<std::string, std::string> by_body;
+  for (const auto& d : got) {
+    by_body[std::string(d->message().data.view())] = d->source_id();
+    d->ack();
+  }
+  EXPECT_EQ(by_body["with"], "order-17");
+  EXPECT_EQ(by_body["without"], "");
 }
 
 TEST_F(Amqp, BrokerSeesWhatAUserExpectsAndForeignPublishesArrive) {

@@ -63,7 +63,9 @@ class FlakyTransport : public Transport {
     published.push_back(std::move(msg));
     return {};
   }
-  void publish_durable(Message msg, const DurablePublish&, DurablePublishHandler done) override {
+  void publish_durable(Message msg, const DurablePublish& options,
+                       DurablePublishHandler done) override {
+    message_ids.push_back(options.message_id);
     auto ec = publish(std::move(msg));
     // Confirmed later, as a broker would.
     asio::post(ex_, [done = std::move(done), ec] { done(ec, DurableReceipt{}); });
@@ -79,6 +81,7 @@ class FlakyTransport : public Transport {
   static inline FlakyTransport* last = nullptr;
   int attempts = 0;
   std::vector<Message> published;
+  std::vector<std::string> message_ids;  // of each publish_durable
 
  private:
   asio::any_io_executor ex_;
@@ -91,10 +94,12 @@ class FlakyTransport : public Transport {
 struct FakeDelivery : DurableDelivery {
   Message msg;
   std::uint64_t seq = 0;
+  std::string id;  // source_id(); empty: the source has none
   int acks = 0, naks = 0;
   const Message& message() const override { return msg; }
   std::uint64_t sequence() const override { return seq; }
   std::uint32_t delivery_count() const override { return 1; }
+  std::string source_id() const override { return id; }
   void ack() override { ++acks; }
   void nak(std::chrono::milliseconds) override { ++naks; }
 };
@@ -128,11 +133,13 @@ class DurableSourceTransport : public Transport {
   void on_status(StatusHandler) override {}
   void close(std::function<void()> done) override { asio::post(ex_, std::move(done)); }
 
-  std::shared_ptr<FakeDelivery> deliver(std::string subject, std::string data, std::uint64_t seq) {
+  std::shared_ptr<FakeDelivery> deliver(std::string subject, std::string data, std::uint64_t seq,
+                                        std::string id = {}) {
     auto d = std::make_shared<FakeDelivery>();
     d->msg.subject = std::move(subject);
     d->msg.data = Payload(std::move(data));
     d->seq = seq;
+    d->id = std::move(id);
     asio::post(ex_, [h = handler, d] { h(d); });
     return d;
   }
@@ -365,6 +372,28 @@ TEST_F(Bridge, DurableSourceIsAckedOnlyAfterTheDestinationConfirmed) {
   EXPECT_EQ(counters().dropped, 0u);  // never dropped: the source has it again
   ASSERT_EQ(FlakyTransport::last->published.size(), 1u);
   EXPECT_EQ(FlakyTransport::last->published[0].subject, "out.b");
+}
+
+// The destination's message id is "<bridge>:<source_id>" whatever the
+// source transport; none when the delivery has no source id.
+TEST_F(Bridge, MessageIdComesFromTheSourceId) {
+  start(
+      "transports:\n"
+      "  src: {type: durable_source}\n"
+      "  dst: {type: flaky, failures: 0, durable: true}\n"
+      "runtime: {transport: src}\n"
+      "bridges:\n"
+      "  - {name: ids, from: {transport: src, subject: 'in.>', durable: grp},\n"
+      "     to: {transport: dst}}\n");
+  auto* src = DurableSourceTransport::last;
+  ASSERT_NE(src, nullptr);
+  auto with = src->deliver("in.a", "1", 7, "orders:2:7");
+  ASSERT_TRUE(test::run_until(io, [&] { return with->acks == 1; }));
+  auto without = src->deliver("in.b", "2", 7);
+  ASSERT_TRUE(test::run_until(io, [&] { return without->acks == 1; }));
+  ASSERT_EQ(FlakyTransport::last->message_ids.size(), 2u);
+  EXPECT_EQ(FlakyTransport::last->message_ids[0], "ids:orders:2:7");
+  EXPECT_EQ(FlakyTransport::last->message_ids[1], "");  // a reused record keeps no old id
 }
 
 TEST_F(Bridge, PlainSourceDropsAboveTheWindowAndCountsIt) {

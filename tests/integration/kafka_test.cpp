@@ -392,6 +392,112 @@ TEST_F(KafkaTest, NakAndAckWaitRedeliverInTheSameSubscription) {
                       {"0", 1}, {"0", 2}, {"1", 1}, {"1", 2}, {"2", 1}}));
 }
 
+// The same offset on two partitions is two messages: source_id names the
+// partition too, and stays the same when the message comes again (nak in
+// the same subscription, or a new consumer after no commit).
+TEST_F(KafkaTest, SourceIdIsUniqueAcrossPartitionsAndStableOnRedelivery) {
+  const std::string topic = prefix + ".ids";
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  ASSERT_EQ(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof err),
+            RD_KAFKA_CONF_OK)
+      << err;
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  ASSERT_NE(rk, nullptr) << err;
+  {
+    // Two partitions, through the admin API.
+    rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(topic.c_str(), 2, 1, err, sizeof err);
+    ASSERT_NE(nt, nullptr) << err;
+    rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
+    rd_kafka_CreateTopics(rk, &nt, 1, nullptr, q);
+    rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 20000);
+    ASSERT_NE(ev, nullptr) << "no answer to CreateTopics";
+    std::size_t n = 0;
+    const rd_kafka_topic_result_t** results =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+    ASSERT_EQ(n, 1u);
+    EXPECT_EQ(rd_kafka_topic_result_error(results[0]), RD_KAFKA_RESP_ERR_NO_ERROR)
+        << rd_kafka_topic_result_error_string(results[0]);
+    rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_NewTopic_destroy(nt);
+  }
+  // Offset 0 of partition 0 and offset 0 of partition 1.
+  for (std::int32_t partition : {0, 1}) {
+    std::string body = "p" + std::to_string(partition);
+    ASSERT_EQ(
+        rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+                          RD_KAFKA_V_VALUE(body.data(), body.size()),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+        RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  EXPECT_EQ(rd_kafka_flush(rk, 20000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_destroy(rk);
+
+  DurableSubscribe options;
+  options.subject = topic;
+  options.durable = "ids-" + prefix;
+  options.start = DurableStart::earliest;
+  struct Seen {
+    std::string body, id;
+    std::uint64_t offset;
+    std::uint32_t count;
+  };
+  std::map<std::string, std::string> first_id;  // by body
+  {
+    auto reader = open();
+    std::vector<Seen> got;
+    std::unique_ptr<Subscription> s;
+    ASSERT_FALSE(reader->subscribe_durable(
+        options,
+        [&](std::shared_ptr<DurableDelivery> d) {
+          Seen seen{std::string(d->message().data.view()), d->source_id(), d->sequence(),
+                    d->delivery_count()};
+          got.push_back(seen);
+          // p0: nak once, then ack; p1: never settled here.
+          if (seen.body == "p0") seen.count == 1 ? d->nak(0ms) : d->ack();
+        },
+        s));
+    ASSERT_TRUE(test::run_until(
+        io, [&] { return got.size() >= 3; }, 30s));
+    test::settle(io, 300ms);
+    ASSERT_EQ(got.size(), 3u);
+    for (const auto& g : got) {
+      EXPECT_EQ(g.offset, 0u) << g.body;
+      if (g.count == 1) first_id[g.body] = g.id;
+    }
+    EXPECT_EQ(first_id["p0"], topic + ":0:0");
+    EXPECT_EQ(first_id["p1"], topic + ":1:0");
+    auto again = std::find_if(got.begin(), got.end(), [](const Seen& g) { return g.count == 2; });
+    ASSERT_NE(again, got.end());
+    EXPECT_EQ(again->body, "p0");
+    EXPECT_EQ(again->id, first_id["p0"]);  // nak: the same id
+    bool closed = false;
+    reader->close([&] { closed = true; });
+    ASSERT_TRUE(test::run_until(
+        io, [&] { return closed; }, 10s));
+  }
+  // A new consumer of the group: p1 was never acknowledged, so never
+  // committed, and comes again with its id.
+  auto reader = open();
+  std::vector<Seen> got;
+  std::unique_ptr<Subscription> s;
+  ASSERT_FALSE(reader->subscribe_durable(
+      options,
+      [&](std::shared_ptr<DurableDelivery> d) {
+        got.push_back({std::string(d->message().data.view()), d->source_id(), d->sequence(),
+                       d->delivery_count()});
+        d->ack();
+      },
+      s));
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return !got.empty(); }, 30s));
+  test::settle(io, 500ms);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].body, "p1");
+  EXPECT_EQ(got[0].id, first_id["p1"]);
+}
+
 TEST_F(KafkaTest, StartPolicies) {
   auto pub = open({{"key", "subject"}});
   auto subject = prefix + ".history";

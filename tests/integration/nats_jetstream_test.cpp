@@ -307,6 +307,9 @@ TEST_F(NatsJetStream, UnackedMessageIsRedeliveredAfterAckWait) {
   EXPECT_EQ(got[0]->delivery_count(), 1u);
   EXPECT_EQ(got[1]->delivery_count(), 2u);
   EXPECT_EQ(got[1]->sequence(), got[0]->sequence());
+  // The stream sequence in decimal, the same on the redelivery.
+  EXPECT_EQ(got[0]->source_id(), std::to_string(got[0]->sequence()));
+  EXPECT_EQ(got[1]->source_id(), got[0]->source_id());
   EXPECT_GE(at[1] - at[0], 250ms) << "redelivered before ack_wait";
   got[1]->ack();
   test::settle(io, 600ms);

@@ -104,9 +104,10 @@ class Link;
 // connection's thread, from any thread; only the first call counts.
 class AmqpDelivery final : public DurableDelivery {
  public:
-  AmqpDelivery(Message m, std::weak_ptr<Link> link, SubPtr sub, std::uint64_t epoch,
-               std::uint64_t tag, std::uint32_t count)
+  AmqpDelivery(Message m, std::string message_id, std::weak_ptr<Link> link, SubPtr sub,
+               std::uint64_t epoch, std::uint64_t tag, std::uint32_t count)
       : message_(std::move(m)),
+        message_id_(std::move(message_id)),
         link_(std::move(link)),
         sub_(std::move(sub)),
         epoch_(epoch),
@@ -115,6 +116,9 @@ class AmqpDelivery final : public DurableDelivery {
   const Message& message() const override { return message_; }
   std::uint64_t sequence() const override { return 0; }  // AMQP has no stored sequence
   std::uint32_t delivery_count() const override { return count_; }
+  // The publisher's message-id property (a requeued message keeps its
+  // properties); empty when it set none.
+  std::string source_id() const override { return message_id_; }
   void ack() override { settle(true, std::chrono::milliseconds(0)); }
   void nak(std::chrono::milliseconds delay) override { settle(false, delay); }
 
@@ -122,6 +126,7 @@ class AmqpDelivery final : public DurableDelivery {
   void settle(bool ack, std::chrono::milliseconds delay);
 
   Message message_;
+  std::string message_id_;
   std::weak_ptr<Link> link_;
   SubPtr sub_;
   std::uint64_t epoch_, tag_;
@@ -881,9 +886,11 @@ class Link : public std::enable_shared_from_this<Link> {
     }
   }
 
-  // Reads the content of a deliver or return into a Message.
+  // Reads the content of a deliver or return into a Message, and its
+  // message-id property into `message_id` (empty without one).
   bool read_content(amqp_channel_t channel, const std::string& routing_key, Message& out,
-                    bool& redelivered_header, std::uint32_t& delivery_count) {
+                    bool& redelivered_header, std::uint32_t& delivery_count,
+                    std::string& message_id) {
     amqp_message_t msg;
     amqp_rpc_reply_t r = amqp_read_message(conn_, channel, &msg, 0);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
@@ -895,6 +902,7 @@ class Link : public std::enable_shared_from_this<Link> {
     const auto& p = msg.properties;
     if (p._flags & AMQP_BASIC_HEADERS_FLAG) from_table(p.headers, out.headers);
     if (p._flags & AMQP_BASIC_REPLY_TO_FLAG) out.reply_to = to_string(p.reply_to);
+    if (p._flags & AMQP_BASIC_MESSAGE_ID_FLAG) message_id = to_string(p.message_id);
     // Quorum queues count deliveries (x-delivery-count: earlier attempts).
     if (auto it = out.headers.find("x-delivery-count"); it != out.headers.end()) {
       delivery_count =
@@ -914,14 +922,16 @@ class Link : public std::enable_shared_from_this<Link> {
     Message m;
     bool counted = false;
     std::uint32_t count = 0;
-    if (!read_content(frame.channel, routing_key, m, counted, count)) return;
+    std::string message_id;
+    if (!read_content(frame.channel, routing_key, m, counted, count, message_id)) return;
     auto it = by_tag_.find(tag);
     if (it == by_tag_.end() || !it->second) return;  // cancelled meanwhile
     const SubPtr& sub = it->second;
     if (sub->durable) {
       if (!counted) count = redelivered ? 2 : 1;
-      durable_batch_.push_back(std::make_shared<AmqpDelivery>(std::move(m), weak_from_this(), sub,
-                                                              sub->epoch, delivery_tag, count));
+      durable_batch_.push_back(std::make_shared<AmqpDelivery>(std::move(m), std::move(message_id),
+                                                              weak_from_this(), sub, sub->epoch,
+                                                              delivery_tag, count));
       durable_subs_.push_back(sub);
       return;
     }
@@ -948,7 +958,8 @@ class Link : public std::enable_shared_from_this<Link> {
     Message m;
     bool counted = false;
     std::uint32_t count = 0;
-    if (!read_content(frame.channel, routing_key, m, counted, count)) return;
+    std::string message_id;
+    if (!read_content(frame.channel, routing_key, m, counted, count, message_id)) return;
     if (frame.channel == kConfirmChannel) {
       // The return comes before the ack of the same message; the oldest
       // unconfirmed publish with this exchange and key is the one.

@@ -390,6 +390,10 @@ class KafkaDelivery final : public DurableDelivery {
   const Message& message() const override { return message_; }
   std::uint64_t sequence() const override { return static_cast<std::uint64_t>(offset_); }
   std::uint32_t delivery_count() const override { return count_; }
+  // An offset is unique only within its partition.
+  std::string source_id() const override {
+    return tp_.first + ":" + std::to_string(tp_.second) + ":" + std::to_string(offset_);
+  }
   void ack() override { settle(true, std::chrono::milliseconds(0)); }
   void nak(std::chrono::milliseconds delay) override { settle(false, delay); }
 

@@ -702,6 +702,8 @@ class NatsDelivery final : public DurableDelivery {
   const Message& message() const override { return message_; }
   std::uint64_t sequence() const override { return sequence_; }
   std::uint32_t delivery_count() const override { return delivery_count_; }
+  // One consumer reads one stream: its sequence names the stored message.
+  std::string source_id() const override { return std::to_string(sequence_); }
   void ack() override { settle("+ACK"); }
   void nak(std::chrono::milliseconds delay) override { settle(nak_body(delay)); }
 

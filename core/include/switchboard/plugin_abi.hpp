@@ -12,7 +12,8 @@
 
 // Bumped on any change to the plugin interfaces (Transport, Codec,
 // RuntimePlugin, their factories, or this struct).
-#define SWITCHBOARD_PLUGIN_ABI_VERSION 3u
+// 4: DurableDelivery::source_id().
+#define SWITCHBOARD_PLUGIN_ABI_VERSION 4u
 
 #define SWITCHBOARD_PLUGIN_ENTRY_SYMBOL "switchboard_plugin_entry"
 

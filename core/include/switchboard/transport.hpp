@@ -94,6 +94,12 @@ class DurableDelivery {
   virtual const Message& message() const = 0;
   virtual std::uint64_t sequence() const = 0;        // stream sequence / offset
   virtual std::uint32_t delivery_count() const = 0;  // 1 on first delivery
+  // A stable id of the stored message: the same on every redelivery, unique
+  // within the subscription's source; empty when the source has none.
+  // JetStream: the stream sequence ("42"); Kafka: "<topic>:<partition>:<offset>";
+  // AMQP: the message-id property, if the publisher set one. Bridges send
+  // "<bridge>:<source_id>" as the destination's message id.
+  virtual std::string source_id() const { return {}; }
   virtual void ack() = 0;
   virtual void nak(std::chrono::milliseconds delay = std::chrono::milliseconds(0)) = 0;
 };
