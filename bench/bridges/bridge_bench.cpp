@@ -137,13 +137,17 @@ void prime(Tally& tally, const std::function<void(const std::string&)>& write,
 // Writes `count` messages through `write` after priming; before each, waits
 // while `window` of them are still unread. Returns the start time once
 // `tally` has all, or after 120 s throws, naming what was missing.
+// `machine`: the whole machine's CPU over the same window as the rate (after
+// the priming message, until the last message is read).
 std::int64_t paced_run(std::uint64_t count, std::uint64_t window, std::size_t size, Tally& tally,
                        const std::function<void(const std::string&)>& write,
-                       const std::function<void()>& idle, const std::string& what) {
+                       const std::function<void()>& idle, const std::string& what,
+                       MachineCpu::Usage& machine) {
   prime(tally, write, idle, what);
   const std::uint64_t base = tally.count();
   count += base;
   std::string payload;
+  const MachineCpu cpu;
   const std::int64_t start = now_ns();
   for (std::uint64_t i = base; i < count; ++i) {
     while (i - std::min(i, tally.count()) >= window) {
@@ -162,6 +166,7 @@ std::int64_t paced_run(std::uint64_t count, std::uint64_t window, std::size_t si
     idle();
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
+  machine = cpu.since_start();
   return start;
 }
 
@@ -231,9 +236,8 @@ struct Row {
   // The whole machine's CPU per message, and how full it was, per side.
   std::vector<double> raw_machine_us, raw_busy, bridge_machine_us, bridge_busy;
 
-  static void add(std::vector<double>& us, std::vector<double>& busy, const MachineCpu& cpu,
+  static void add(std::vector<double>& us, std::vector<double>& busy, const MachineCpu::Usage& u,
                   std::uint64_t messages) {
-    MachineCpu::Usage u = cpu.since_start();
     us.push_back(u.busy_seconds * 1e6 / static_cast<double>(messages));
     busy.push_back(u.busy_fraction);
   }
@@ -285,14 +289,14 @@ int run(const Options& o) {
         Tally tally;
         KafkaReader reader(bootstrap, topic, tally);
         KafkaProducer producer(bootstrap);
-        MachineCpu machine;
+        MachineCpu::Usage machine;
         auto start = paced_run(
             o.messages, o.window, size, tally,
             [&](const std::string& p) {
               producer.produce(topic, p);
               producer.poll();
             },
-            [&] { producer.poll(); }, "raw kafka");
+            [&] { producer.poll(); }, "raw kafka", machine);
         producer.flush();
         Row& row = rows["kafka " + std::to_string(size)];
         row.raw_rate.push_back(per_second(o.messages, start, tally));
@@ -305,11 +309,11 @@ int run(const Options& o) {
         Tally tally;
         KafkaReader reader(bootstrap, topic, tally);
         double cpu = bridge.cpu_seconds();
-        MachineCpu machine;
+        MachineCpu::Usage machine;
         auto start = paced_run(
             o.messages, o.window, size, tally,
             [&](const std::string& p) { nats.publish("tokafka." + topic, p); }, nats_idle,
-            "NATS -> Kafka bridge");
+            "NATS -> Kafka bridge", machine);
         Row& row = rows["kafka " + std::to_string(size)];
         row.bridge_rate.push_back(per_second(o.messages, start, tally));
         Row::add(row.bridge_machine_us, row.bridge_busy, machine, o.messages);
@@ -323,7 +327,7 @@ int run(const Options& o) {
         Tally tally;
         AmqpReader reader(amqp_host, amqp_port, key, tally);
         AmqpConfirmPublisher publisher(amqp_host, amqp_port);
-        MachineCpu machine;
+        MachineCpu::Usage machine;
         auto start = paced_run(
             o.messages, o.window, size, tally,
             [&](const std::string& p) {
@@ -332,7 +336,7 @@ int run(const Options& o) {
               // careful publisher looks every 256 messages, not after each.
               if (publisher.published() % 256 == 0) publisher.poll();
             },
-            [&] { publisher.poll(); }, "raw rabbitmq");
+            [&] { publisher.poll(); }, "raw rabbitmq", machine);
         publisher.wait_all_confirmed();
         Row& row = rows["rabbitmq " + std::to_string(size)];
         row.raw_rate.push_back(per_second(o.messages, start, tally));
@@ -344,11 +348,11 @@ int run(const Options& o) {
         Tally tally;
         AmqpReader reader(amqp_host, amqp_port, key, tally);
         double cpu = bridge.cpu_seconds();
-        MachineCpu machine;
+        MachineCpu::Usage machine;
         auto start = paced_run(
             o.messages, o.window, size, tally,
             [&](const std::string& p) { nats.publish("torabbit." + key, p); }, nats_idle,
-            "NATS -> RabbitMQ bridge");
+            "NATS -> RabbitMQ bridge", machine);
         Row& row = rows["rabbitmq " + std::to_string(size)];
         row.bridge_rate.push_back(per_second(o.messages, start, tally));
         Row::add(row.bridge_machine_us, row.bridge_busy, machine, o.messages);
