@@ -242,7 +242,9 @@ TEST_F(Amqp, UnackedDeliveryIsRedeliveredAfterTheConsumerCloses) {
   ASSERT_FALSE(publish_durable(*pub, message(prefix + ".jobs", "two")));
   ASSERT_TRUE(test::run_until(io, [&] { return first.size() == 2; }));
   EXPECT_EQ(first[0]->delivery_count(), 1u);
+  // source_id is the message-id property the publisher set, empty without one.
   EXPECT_EQ(first[0]->source_id(), "job-1");
+  EXPECT_EQ(first[1]->source_id(), "");
   first[1]->ack();  // "two" is done; "one" is not
   test::settle(io, std::chrono::milliseconds(100));
   bool closed = false;
@@ -267,30 +269,6 @@ TEST_F(Amqp, UnackedDeliveryIsRedeliveredAfterTheConsumerCloses) {
   second[1]->ack();
   test::settle(io, std::chrono::milliseconds(200));
   EXPECT_EQ(second.size(), 2u);
-}
-
-// source_id is the message-id property the publisher set, empty without one.
-TEST_F(Amqp, SourceIdIsTheMessageIdProperty) {
-  auto t = open();
-  DurableSubscribe ds;
-  ds.subject = prefix + ".ids";
-  ds.durable = "ids-" + prefix;
-  std::vector<std::shared_ptr<DurableDelivery>> got;
-  std::unique_ptr<Subscription> sub;
-  ASSERT_FALSE(t->subscribe_durable(
-      ds, [&](std::shared_ptr<DurableDelivery> d) { got.push_back(d); }, sub));
-  DurablePublish id;
-  id.message_id = "order-17";
-  ASSERT_FALSE(publish_durable(*t, message(prefix + ".ids", "with"), id));
-  ASSERT_FALSE(publish_durable(*t, message(prefix + ".ids", "without")));
-  ASSERT_TRUE(test::run_until(io, [&] { return got.size() == 2; }));
-  std::map<std::string, std::string> by_body;
-  for (const auto& d : got) {
-    by_body[std::string(d->message().data.view())] = d->source_id();
-    d->ack();
-  }
-  EXPECT_EQ(by_body["with"], "order-17");
-  EXPECT_EQ(by_body["without"], "");
 }
 
 TEST_F(Amqp, BrokerSeesWhatAUserExpectsAndForeignPublishesArrive) {

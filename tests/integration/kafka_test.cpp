@@ -443,6 +443,10 @@ TEST_F(KafkaTest, SourceIdIsUniqueAcrossPartitionsAndStableOnRedelivery) {
     std::uint64_t offset;
     std::uint32_t count;
   };
+  auto seen_of = [](const DurableDelivery& d) {
+    return Seen{std::string(d.message().data.view()), d.source_id(), d.sequence(),
+                d.delivery_count()};
+  };
   std::map<std::string, std::string> first_id;  // by body
   {
     auto reader = open();
@@ -451,8 +455,7 @@ TEST_F(KafkaTest, SourceIdIsUniqueAcrossPartitionsAndStableOnRedelivery) {
     ASSERT_FALSE(reader->subscribe_durable(
         options,
         [&](std::shared_ptr<DurableDelivery> d) {
-          Seen seen{std::string(d->message().data.view()), d->source_id(), d->sequence(),
-                    d->delivery_count()};
+          Seen seen = seen_of(*d);
           got.push_back(seen);
           // p0: nak once, then ack; p1: never settled here.
           if (seen.body == "p0") seen.count == 1 ? d->nak(0ms) : d->ack();
@@ -485,8 +488,7 @@ TEST_F(KafkaTest, SourceIdIsUniqueAcrossPartitionsAndStableOnRedelivery) {
   ASSERT_FALSE(reader->subscribe_durable(
       options,
       [&](std::shared_ptr<DurableDelivery> d) {
-        got.push_back({std::string(d->message().data.view()), d->source_id(), d->sequence(),
-                       d->delivery_count()});
+        got.push_back(seen_of(*d));
         d->ack();
       },
       s));
