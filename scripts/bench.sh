@@ -13,8 +13,9 @@
 # NATS: starts one nats-server on a free loopback port and, BENCH_REPEATS
 # times taking turns, runs each side's service and client as two processes
 # over it: Switchboard (bench/nats/switchboard_nats_bench.cpp, App over the
-# nats transport plugin; once as it comes, once with runtime.idle_spin_us), nats-hemera 7.0.2 (bench/hemera/, node) and raw
-# cnats request/reply (bench/nats/raw_cnats_bench.cpp); and, to tell the
+# nats transport plugin; once as it comes, once with runtime.idle_spin_us),
+# nats-hemera 7.0.2 (bench/hemera/, node) and raw cnats request/reply
+# (bench/nats/raw_cnats_bench.cpp); and, to tell the
 # transport's share from the runtime's, the raw side's requests through the
 # nats transport plugin alone. Each client measures one request in flight
 # (latency) and 256 in flight (requests per second); one table of medians.
