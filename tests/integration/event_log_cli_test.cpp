@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "support/nats_server.hpp"
+#include "support/test_dir.hpp"
 #ifdef SWITCHBOARD_TEST_KAFKA
 #include "support/kafka_broker.hpp"
 #endif
@@ -33,11 +34,7 @@ struct CliRun {
 class EventsCli : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("sb-events-cli-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = test::fresh_test_dir("sb-events-cli");
     store_ = (dir_ / "ev.db").string();
   }
   void TearDown() override { fs::remove_all(dir_); }

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <set>
 #include <thread>
@@ -447,20 +448,27 @@ TEST_F(KafkaTest, SourceIdIsUniqueAcrossPartitionsAndStableOnRedelivery) {
     return Seen{std::string(d.message().data.view()), d.source_id(), d.sequence(),
                 d.delivery_count()};
   };
-  std::map<std::string, std::string> first_id;  // by body
-  {
+  // A consumer of the group: each delivery goes into `got`, then to `settle`.
+  auto consume = [&](std::vector<Seen>& got, std::unique_ptr<Subscription>& s,
+                     std::function<void(const Seen&, DurableDelivery&)> settle) {
     auto reader = open();
-    std::vector<Seen> got;
-    std::unique_ptr<Subscription> s;
-    ASSERT_FALSE(reader->subscribe_durable(
+    EXPECT_FALSE(reader->subscribe_durable(
         options,
-        [&](std::shared_ptr<DurableDelivery> d) {
-          Seen seen = seen_of(*d);
-          got.push_back(seen);
-          // p0: nak once, then ack; p1: never settled here.
-          if (seen.body == "p0") seen.count == 1 ? d->nak(0ms) : d->ack();
+        [&got, &seen_of, settle](std::shared_ptr<DurableDelivery> d) {
+          got.push_back(seen_of(*d));
+          settle(got.back(), *d);
         },
         s));
+    return reader;
+  };
+  std::map<std::string, std::string> first_id;  // by body
+  {
+    std::vector<Seen> got;
+    std::unique_ptr<Subscription> s;
+    // p0: nak once, then ack; p1: never settled here.
+    auto reader = consume(got, s, [](const Seen& seen, DurableDelivery& d) {
+      if (seen.body == "p0") seen.count == 1 ? d.nak(0ms) : d.ack();
+    });
     ASSERT_TRUE(test::run_until(
         io, [&] { return got.size() >= 3; }, 30s));
     test::settle(io, 300ms);
@@ -482,16 +490,9 @@ TEST_F(KafkaTest, SourceIdIsUniqueAcrossPartitionsAndStableOnRedelivery) {
   }
   // A new consumer of the group: p1 was never acknowledged, so never
   // committed, and comes again with its id.
-  auto reader = open();
   std::vector<Seen> got;
   std::unique_ptr<Subscription> s;
-  ASSERT_FALSE(reader->subscribe_durable(
-      options,
-      [&](std::shared_ptr<DurableDelivery> d) {
-        got.push_back(seen_of(*d));
-        d->ack();
-      },
-      s));
+  auto reader = consume(got, s, [](const Seen&, DurableDelivery& d) { d.ack(); });
   ASSERT_TRUE(test::run_until(
       io, [&] { return !got.empty(); }, 30s));
   test::settle(io, 500ms);

@@ -13,6 +13,7 @@
 #include <string>
 #include <utility>
 
+#include "support/test_dir.hpp"
 #include "support/test_support.hpp"
 #include "switchboard/event_log.hpp"
 
@@ -23,11 +24,7 @@ namespace fs = std::filesystem;
 class EventLogTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("sb-events-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = fresh_test_dir("sb-events");
     path_ = (dir_ / "events.db").string();
   }
   void TearDown() override { fs::remove_all(dir_); }

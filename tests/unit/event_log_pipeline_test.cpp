@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "events/sqlite_store.hpp"
+#include "support/test_dir.hpp"
 #include "support/test_support.hpp"
 #include "switchboard/event_log.hpp"
 
@@ -27,11 +28,7 @@ using test::run_until;
 class EventLogPipelineTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("sb-pipeline-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = test::fresh_test_dir("sb-pipeline");
     EventLogOptions o;
     o.path = (dir_ / "events.db").string();
     o.max_batch = 256;  // many batches, so that listeners arrive between them
