@@ -239,9 +239,16 @@ struct Row {
   std::vector<double> raw_machine_us, raw_busy, bridge_machine_us, bridge_busy;
 
   static void add(std::vector<double>& us, std::vector<double>& busy, const MachineCpu::Usage& u,
-                  std::uint64_t messages) {
+                  std::uint64_t messages, const char* side) {
     us.push_back(u.busy_seconds * 1e6 / static_cast<double>(messages));
     busy.push_back(u.busy_fraction);
+    // Per process, to the log: which process "the rest" is.
+    std::fprintf(stderr, "bridge bench: %s side, CPU µs/msg by process:", side);
+    for (const auto& [name, seconds] : u.by_process) {
+      const double per_message = seconds * 1e6 / static_cast<double>(messages);
+      if (per_message >= 0.05) std::fprintf(stderr, " %s %.2f", name.c_str(), per_message);
+    }
+    std::fputc('\n', stderr);
   }
 };
 
@@ -302,7 +309,7 @@ int run(const Options& o) {
         producer.flush();
         Row& row = rows["kafka " + std::to_string(size)];
         row.raw_rate.push_back(per_second(o.messages, start, tally));
-        Row::add(row.raw_machine_us, row.raw_busy, machine, o.messages);
+        Row::add(row.raw_machine_us, row.raw_busy, machine, o.messages, "raw");
       }
       // Kafka, through the bridge.
       if (kafka) {
@@ -318,7 +325,7 @@ int run(const Options& o) {
             "NATS -> Kafka bridge", machine);
         Row& row = rows["kafka " + std::to_string(size)];
         row.bridge_rate.push_back(per_second(o.messages, start, tally));
-        Row::add(row.bridge_machine_us, row.bridge_busy, machine, o.messages);
+        Row::add(row.bridge_machine_us, row.bridge_busy, machine, o.messages, "bridge");
         row.bridge_cpu_us.push_back((bridge.cpu_seconds() - cpu) * 1e6 /
                                     static_cast<double>(o.messages));
         report_run("kafka", size, row);
@@ -342,7 +349,7 @@ int run(const Options& o) {
         publisher.wait_all_confirmed();
         Row& row = rows["rabbitmq " + std::to_string(size)];
         row.raw_rate.push_back(per_second(o.messages, start, tally));
-        Row::add(row.raw_machine_us, row.raw_busy, machine, o.messages);
+        Row::add(row.raw_machine_us, row.raw_busy, machine, o.messages, "raw");
       }
       // RabbitMQ, through the bridge.
       if (rabbitmq) {
@@ -357,7 +364,7 @@ int run(const Options& o) {
             "NATS -> RabbitMQ bridge", machine);
         Row& row = rows["rabbitmq " + std::to_string(size)];
         row.bridge_rate.push_back(per_second(o.messages, start, tally));
-        Row::add(row.bridge_machine_us, row.bridge_busy, machine, o.messages);
+        Row::add(row.bridge_machine_us, row.bridge_busy, machine, o.messages, "bridge");
         row.bridge_cpu_us.push_back((bridge.cpu_seconds() - cpu) * 1e6 /
                                     static_cast<double>(o.messages));
         report_run("rabbitmq", size, row);

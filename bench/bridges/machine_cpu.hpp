@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 
@@ -16,18 +18,32 @@ namespace bridge_bench {
 class MachineCpu {
  public:
   // Starts counting now.
-  MachineCpu() : start_(read()) {}
+  MachineCpu() : start_processes_(read_processes()), start_(read()) {}
 
   struct Usage {
     double busy_seconds = 0;   // CPU time spent, all CPUs together
     double busy_fraction = 0;  // of all the CPUs' time over the window (1 = full)
+    // CPU seconds by process name (beam.smp, java, nats-server, ...): which
+    // process "the rest" is. A process that started in the window counts
+    // whole.
+    std::map<std::string, double> by_process;
   };
   Usage since_start() const {
     Ticks now = read();
     const auto ticks_per_second = static_cast<double>(sysconf(_SC_CLK_TCK));  // /proc/stat's unit
     const auto busy = static_cast<double>(now.busy - start_.busy);
     const auto total = static_cast<double>(now.total - start_.total);
-    return {busy / ticks_per_second, total > 0 ? busy / total : 0};
+    Usage u{busy / ticks_per_second, total > 0 ? busy / total : 0, {}};
+    for (const auto& [pid, p] : read_processes()) {
+      auto before = start_processes_.find(pid);
+      std::uint64_t ticks = p.ticks;
+      // Matched by pid alone: a kernel worker's name changes with its work.
+      if (before != start_processes_.end()) {
+        ticks -= std::min(ticks, before->second.ticks);
+      }
+      if (ticks > 0) u.by_process[p.name] += static_cast<double>(ticks) / ticks_per_second;
+    }
+    return u;
   }
 
  private:
@@ -50,6 +66,36 @@ class MachineCpu {
     return {busy, busy + idle};
   }
 
+  struct Process {
+    std::string name;
+    std::uint64_t ticks = 0;  // utime + stime, all threads
+  };
+  // /proc/PID/stat: "pid (comm) state ppid ...", utime and stime being
+  // fields 14 and 15; comm may hold spaces, so it ends at the last ')'.
+  static std::map<int, Process> read_processes() {
+    std::map<int, Process> out;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+      const std::string pid = entry.path().filename().string();
+      if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+      std::ifstream in(entry.path() / "stat");
+      std::string line;
+      if (!std::getline(in, line)) continue;
+      auto open = line.find('('), close = line.rfind(')');
+      if (open == std::string::npos || close == std::string::npos) continue;
+      std::istringstream rest(line.substr(close + 2));
+      std::string field;
+      std::uint64_t utime = 0, stime = 0;
+      for (int i = 3; i <= 15 && rest >> field; ++i) {
+        if (i == 14) utime = std::stoull(field);
+        if (i == 15) stime = std::stoull(field);
+      }
+      out[std::stoi(pid)] = {line.substr(open + 1, close - open - 1), utime + stime};
+    }
+    return out;
+  }
+
+  std::map<int, Process> start_processes_;
   Ticks start_;
 };
 

@@ -23,6 +23,8 @@
 #include <amqp.h>
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
@@ -170,9 +172,11 @@ class Link : public std::enable_shared_from_this<Link> {
 
   bool started() const { return thread_.joinable(); }
 
-  void enqueue(std::function<void()> cmd) {
+  // `writes_only`: the command only writes frames (publish, ack) and waits
+  // for no answer, so it may run corked (see cork()).
+  void enqueue(std::function<void()> cmd, bool writes_only = false) {
     std::lock_guard lock(mutex_);
-    commands_.push_back(std::move(cmd));
+    commands_.push_back({std::move(cmd), writes_only});
     if (sleeping_) {
       sleeping_ = false;
       std::uint64_t one = 1;
@@ -369,17 +373,21 @@ class Link : public std::enable_shared_from_this<Link> {
  private:
   void run() {
     while (true) {
-      std::deque<std::function<void()>> batch;
+      std::deque<Command> batch;
       {
         std::lock_guard lock(mutex_);
         if (stop_now_) break;
         batch.swap(commands_);
       }
-      for (auto& cmd : batch) cmd();
+      for (auto& cmd : batch) {
+        cork(cmd.writes_only && batch.size() > 1);
+        cmd.run();
+      }
+      cork(false);
       if (conn_) read_frames(4096);
-      flush_posts();
       run_timers();
       expire_confirms();
+      flush_posts();
       if (closing_ && (confirms_.empty() || Clock::now() >= close_deadline_ || !conn_)) {
         finish_close();
         break;
@@ -391,6 +399,20 @@ class Link : public std::enable_shared_from_this<Link> {
       wait();
     }
     finished = true;
+  }
+
+  // TCP_CORK while a run of write-only commands goes out: rabbitmq-c sends
+  // each publish as its own segment (method and header frames with
+  // MSG_MORE, the body without), so a burst of small messages cost a
+  // segment each, on our side and the broker's (one read each); corked,
+  // they leave in full segments, and uncorking sends the rest at once.
+  // Never corked around a command that waits for an answer.
+  void cork(bool on) {
+    if (on == corked_) return;
+    corked_ = on && conn_;
+    if (!conn_) return;  // a new connection's socket starts uncorked
+    int value = on ? 1 : 0;
+    ::setsockopt(amqp_get_sockfd(conn_), IPPROTO_TCP, TCP_CORK, &value, sizeof value);
   }
 
   // Sleeps until the socket is readable, a command arrives or a timer is due.
@@ -760,6 +782,7 @@ class Link : public std::enable_shared_from_this<Link> {
     by_tag_.clear();
     for (auto& [id, sub] : subs_) sub->channel = 0;
     fail_confirms(errc::disconnected, "the connection to " + settings_.endpoint + " was lost");
+    flush_posts();  // those failures before the status event
     if (closing_) return;
     spdlog::warn("amqp: lost {}: {}", settings_.endpoint, why);
     emit(TransportStatus::disconnected, "lost " + settings_.endpoint + ": " + why);
@@ -770,16 +793,7 @@ class Link : public std::enable_shared_from_this<Link> {
       spdlog::warn("amqp: durable publish to '{}' on exchange '{}' failed: {}", c.routing_key,
                    c.exchange, why);
     }
-    DurableReceipt receipt;
-    receipt.target = c.exchange;
-    post([done = std::move(c.done), ec, receipt] {
-      if (!done) return;
-      try {
-        done(ec, receipt);
-      } catch (const std::exception& e) {
-        spdlog::error("amqp: a durable publish completion threw: {}", e.what());
-      }
-    });
+    completions_.push_back({std::move(c.done), ec, c.exchange});
   }
 
   void fail_confirms(errc e, const std::string& why) {
@@ -1005,7 +1019,25 @@ class Link : public std::enable_shared_from_this<Link> {
     }
   }
 
+  // What a pass produced, in one post each: deliveries, durable
+  // deliveries, publish completions (a confirm with `multiple` settles
+  // hundreds at once).
   void flush_posts() {
+    if (!completions_.empty()) {
+      post([batch = std::move(completions_)]() mutable {
+        for (auto& c : batch) {
+          if (!c.done) continue;
+          DurableReceipt receipt;
+          receipt.target = std::move(c.exchange);
+          try {
+            c.done(c.ec, receipt);
+          } catch (const std::exception& e) {
+            spdlog::error("amqp: a durable publish completion threw: {}", e.what());
+          }
+        }
+      });
+      completions_.clear();
+    }
     if (!batch_.empty()) {
       post([batch = std::move(batch_)]() mutable {
         for (auto& [sub, m] : batch) {
@@ -1041,8 +1073,12 @@ class Link : public std::enable_shared_from_this<Link> {
   std::string instance_;
   std::thread thread_;
 
+  struct Command {
+    std::function<void()> run;
+    bool writes_only = false;
+  };
   std::mutex mutex_;  // commands_, sleeping_, stop_now_
-  std::deque<std::function<void()>> commands_;
+  std::deque<Command> commands_;
   bool sleeping_ = false;
   bool stop_now_ = false;
   int wake_fd_ = -1;
@@ -1064,6 +1100,13 @@ class Link : public std::enable_shared_from_this<Link> {
   std::multimap<Clock::time_point, std::function<void()>> timers_;
   std::vector<std::pair<SubPtr, Message>> batch_;
   std::vector<std::shared_ptr<DurableDelivery>> durable_batch_;
+  struct Completion {
+    DurablePublishHandler done;
+    std::error_code ec;
+    std::string exchange;
+  };
+  std::vector<Completion> completions_;
+  bool corked_ = false;
   std::vector<SubPtr> durable_subs_;
   bool closing_ = false;
   Clock::time_point close_deadline_;
@@ -1075,9 +1118,9 @@ void AmqpDelivery::settle(bool ack, std::chrono::milliseconds delay) {
   auto link = link_.lock();
   if (!link) return;  // the transport is gone: the broker redelivers
   if (ack || delay.count() <= 0) {
-    link->enqueue([l = link.get(), sub = sub_, epoch = epoch_, tag = tag_, ack] {
-      l->cmd_settle(sub, epoch, tag, ack);
-    });
+    link->enqueue([l = link.get(), sub = sub_, epoch = epoch_, tag = tag_,
+                   ack] { l->cmd_settle(sub, epoch, tag, ack); },
+                  true);
   } else {
     link->enqueue([l = link.get(), sub = sub_, epoch = epoch_, tag = tag_, delay] {
       l->cmd_settle_later(sub, epoch, tag, delay);
@@ -1158,7 +1201,7 @@ class AmqpTransport final : public Transport {
       return make_error_code(errc::transport_error);
     }
     link_->pending_bytes += msg.data.size();
-    link_->enqueue([l = link_.get(), m = std::move(msg)] { l->cmd_publish(m); });
+    link_->enqueue([l = link_.get(), m = std::move(msg)] { l->cmd_publish(m); }, true);
     return {};
   }
 
@@ -1213,10 +1256,12 @@ class AmqpTransport final : public Transport {
     if (!link_->connected) return fail(errc::disconnected);
     std::string exchange = options.target.empty() ? link_->settings().exchange : options.target;
     link_->pending_bytes += msg.data.size();
-    link_->enqueue([l = link_.get(), m = std::move(msg), exchange, id = options.message_id,
-                    done = std::move(done)]() mutable {
-      l->cmd_publish_durable(m, exchange, id, std::move(done));
-    });
+    link_->enqueue(
+        [l = link_.get(), m = std::move(msg), exchange, id = options.message_id,
+         done = std::move(done)]() mutable {
+          l->cmd_publish_durable(m, exchange, id, std::move(done));
+        },
+        true);
   }
 
   // A durable queue named options.target (or options.durable), bound to the
