@@ -47,8 +47,10 @@ void AmqpConfirmPublisher::publish(const std::string& routing_key, const std::st
   props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
   props.delivery_mode = 2;  // persistent, as publish_durable
   amqp_bytes_t body{payload.size(), const_cast<char*>(payload.data())};
+  // Mandatory, as publish_durable: a message no queue takes comes back
+  // (basic.return) instead of being confirmed and dropped.
   int rc = amqp_basic_publish(conn_.get(), 1, amqp_cstring_bytes(kExchange),
-                              amqp_cstring_bytes(routing_key.c_str()), 0, 0, &props, body);
+                              amqp_cstring_bytes(routing_key.c_str()), 1, 0, &props, body);
   if (rc != AMQP_STATUS_OK) throw std::runtime_error("amqp publish: " + std::to_string(rc));
   ++published_;
 }
@@ -70,6 +72,8 @@ void AmqpConfirmPublisher::read_confirms(bool wait) {
         if (ack->delivery_tag > confirmed_) confirmed_ = ack->delivery_tag;
       } else if (frame.payload.method.id == AMQP_BASIC_NACK_METHOD) {
         throw std::runtime_error("amqp: the broker refused a message (nack)");
+      } else if (frame.payload.method.id == AMQP_BASIC_RETURN_METHOD) {
+        throw std::runtime_error("amqp: the broker returned a message: no queue is bound");
       }
     }
     if (wait && confirmed_ >= published_) return;
