@@ -15,7 +15,8 @@ struct BridgeRelay::Pending {
   Message out;
   std::shared_ptr<DurableDelivery> delivery;  // null for plain sources
   std::string source_subject;
-  std::string message_id;
+  std::string source_id;   // the delivery's; empty for plain sources
+  std::string message_id;  // "<bridge>:<source_id>", or empty
   std::uint32_t attempts = 0;
   std::size_t slot = 0;  // index in pending_
   std::unique_ptr<asio::steady_timer> retry_timer;
@@ -45,9 +46,14 @@ BridgeRelay::BridgeRelay(asio::any_io_executor executor, BridgeSpec spec, Bridge
   durable_source_ = want_durable && from_->capabilities().durable_acks;
   durable_destination_ = want_durable && to_->capabilities().durable_acks;
   durable_dead_letter_ = want_durable && dead_letter_ && dead_letter_->capabilities().durable_acks;
-  // A JetStream consumer reads one stream, so its sequence names a message;
-  // a Kafka offset does not (one per partition).
-  if (durable_source_ && from_->type() == "nats") by_sequence_.emplace();
+  // Redeliveries are folded into a first delivery still in flight by the
+  // source's id where the broker assigns it, one per stored message
+  // (JetStream: the stream sequence; Kafka: topic, partition and offset).
+  // Not AMQP: its id is the publisher's message-id property, which nothing
+  // makes unique, and folding two different messages would lose one.
+  if (durable_source_ && (from_->type() == "nats" || from_->type() == "kafka")) {
+    by_source_id_.emplace();
+  }
 }
 
 BridgeRelay::~BridgeRelay() = default;
@@ -146,11 +152,12 @@ BridgeRelay::Pending& BridgeRelay::take_pending() {
 }
 
 void BridgeRelay::on_message(Message msg, std::shared_ptr<DurableDelivery> delivery) {
+  std::string source_id = delivery ? delivery->source_id() : std::string();
   if (delivery && delivery->delivery_count() > 1) {
     ++counters_.redelivered;
-    if (by_sequence_) {
-      auto it = by_sequence_->find(delivery->sequence());
-      if (it != by_sequence_->end()) {
+    if (by_source_id_ && !source_id.empty()) {
+      auto it = by_source_id_->find(source_id);
+      if (it != by_source_id_->end()) {
         it->second->also.push_back(std::move(delivery));
         return;
       }
@@ -172,7 +179,8 @@ void BridgeRelay::on_message(Message msg, std::shared_ptr<DurableDelivery> deliv
   p->delivery = std::move(delivery);
   // Copied into the record's own string: a reused record has the room.
   p->source_subject.assign(msg.subject);
-  if (by_sequence_ && p->delivery) by_sequence_->emplace(p->delivery->sequence(), p);
+  p->source_id = std::move(source_id);
+  if (by_source_id_ && !p->source_id.empty()) by_source_id_->emplace(p->source_id, p);
   ++counters_.in_flight;
 
   Message& out = p->out;
@@ -217,10 +225,7 @@ void BridgeRelay::on_message(Message msg, std::shared_ptr<DurableDelivery> deliv
   }
   // A stable id per stored source message lets a JetStream destination drop
   // the copy a redelivery makes.
-  if (p->delivery) {
-    std::string source_id = p->delivery->source_id();
-    if (!source_id.empty()) p->message_id = spec_.name + ":" + source_id;
-  }
+  if (!p->source_id.empty()) p->message_id = spec_.name + ":" + p->source_id;
   attempt(p);
 }
 
@@ -341,7 +346,10 @@ void BridgeRelay::finish(Pending* p, bool ack) {
         d->nak(stopping_ ? std::chrono::milliseconds(0) : options_.max_backoff);
       }
     }
-    if (by_sequence_) by_sequence_->erase(p->delivery->sequence());
+    if (by_source_id_ && !p->source_id.empty()) {
+      auto it = by_source_id_->find(p->source_id);
+      if (it != by_source_id_->end() && it->second == p) by_source_id_->erase(it);
+    }
   }
   // Out of pending_ (the last record takes its slot), reset, and kept.
   std::unique_ptr<Pending> own = std::move(pending_[p->slot]);
@@ -354,6 +362,7 @@ void BridgeRelay::finish(Pending* p, bool ack) {
   own->delivery.reset();
   own->also.clear();
   own->attempts = 0;
+  own->source_id.clear();
   own->message_id.clear();
   own->out.data = Payload();
   own->out.headers.clear();

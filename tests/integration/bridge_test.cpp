@@ -3,6 +3,7 @@
 // JetStream, Apache Kafka, RabbitMQ), each started once per binary.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <map>
@@ -98,19 +99,22 @@ struct FakeDelivery : DurableDelivery {
   int acks = 0, naks = 0;
   const Message& message() const override { return msg; }
   std::uint64_t sequence() const override { return seq; }
-  std::uint32_t delivery_count() const override { return 1; }
+  std::uint32_t count = 1;
+  std::uint32_t delivery_count() const override { return count; }
   std::string source_id() const override { return id; }
   void ack() override { ++acks; }
   void nak(std::chrono::milliseconds) override { ++naks; }
 };
 
+// Its type() is the option `as` (default durable_source), to stand in for a
+// real source where the relay tells them apart.
 class DurableSourceTransport : public Transport {
  public:
-  explicit DurableSourceTransport(asio::any_io_executor ex) : ex_(std::move(ex)) { last = this; }
-  const std::string& type() const override {
-    static const std::string t = "durable_source";
-    return t;
+  DurableSourceTransport(const TransportConfig& c, asio::any_io_executor ex)
+      : ex_(std::move(ex)), type_(c.options.value("as", std::string("durable_source"))) {
+    last = this;
   }
+  const std::string& type() const override { return type_; }
   Capabilities capabilities() const override {
     Capabilities c;
     c.durable_acks = true;
@@ -134,12 +138,13 @@ class DurableSourceTransport : public Transport {
   void close(std::function<void()> done) override { asio::post(ex_, std::move(done)); }
 
   std::shared_ptr<FakeDelivery> deliver(std::string subject, std::string data, std::uint64_t seq,
-                                        std::string id = {}) {
+                                        std::string id = {}, std::uint32_t count = 1) {
     auto d = std::make_shared<FakeDelivery>();
     d->msg.subject = std::move(subject);
     d->msg.data = Payload(std::move(data));
     d->seq = seq;
     d->id = std::move(id);
+    d->count = count;
     asio::post(ex_, [h = handler, d] { h(d); });
     return d;
   }
@@ -150,6 +155,7 @@ class DurableSourceTransport : public Transport {
 
  private:
   asio::any_io_executor ex_;
+  std::string type_;
 };
 
 struct FlakyFactory : TransportFactory {
@@ -159,9 +165,9 @@ struct FlakyFactory : TransportFactory {
   }
 };
 struct DurableSourceFactory : TransportFactory {
-  std::unique_ptr<Transport> create(const TransportConfig&,
+  std::unique_ptr<Transport> create(const TransportConfig& c,
                                     const TransportContext& ctx) const override {
-    return std::make_unique<DurableSourceTransport>(ctx.executor);
+    return std::make_unique<DurableSourceTransport>(c, ctx.executor);
   }
 };
 const FlakyFactory g_flaky;
@@ -394,6 +400,47 @@ TEST_F(Bridge, MessageIdComesFromTheSourceId) {
   ASSERT_EQ(FlakyTransport::last->message_ids.size(), 2u);
   EXPECT_EQ(FlakyTransport::last->message_ids[0], "ids:orders:2:7");
   EXPECT_EQ(FlakyTransport::last->message_ids[1], "");  // a reused record keeps no old id
+}
+
+// A redelivery that comes while its first delivery is still in flight (the
+// destination's retry backoff outlasting ack_wait) is settled with it, not
+// sent again, where the source's ids name stored messages (Kafka here); an
+// AMQP source's ids are the publishers' and are not trusted for that.
+TEST_F(Bridge, RedeliveryInFlightIsFoldedByTheSourceId) {
+  for (const std::string as : {"kafka", "amqp"}) {
+    SCOPED_TRACE(as);
+    start(
+        "transports:\n"
+        "  src: {type: durable_source, as: " +
+        as +
+        "}\n"
+        "  dst: {type: flaky, failures: 1, durable: true}\n"
+        "runtime: {transport: src}\n"
+        "bridges:\n"
+        "  - {name: fold, from: {transport: src, subject: 'in.>', durable: grp},\n"
+        "     to: {transport: dst}, retry: {max_retries: 3, backoff_ms: 200}}\n");
+    auto* src = DurableSourceTransport::last;
+    ASSERT_NE(src, nullptr);
+    auto first = src->deliver("in.a", "1", 5, "orders:0:5");  // fails once, retried in 200 ms
+    ASSERT_TRUE(test::run_until(io, [&] { return FlakyTransport::last->attempts == 1; }));
+    auto again = src->deliver("in.a", "1", 5, "orders:0:5", 2);
+    auto other = src->deliver("in.b", "2", 6, "orders:0:6", 2);  // not in flight: sent
+    ASSERT_TRUE(test::run_until(
+        io, [&] { return counters().in_flight == 0 && first->acks + again->acks >= 1; }));
+    EXPECT_EQ(counters().redelivered, 2u);
+    EXPECT_EQ(first->acks, 1);
+    EXPECT_EQ(again->acks, 1);
+    EXPECT_EQ(other->acks, 1);
+    std::vector<std::string> ids = FlakyTransport::last->message_ids;
+    const auto copies = std::count(ids.begin(), ids.end(), "fold:orders:0:5");
+    // Kafka: the failed attempt and its retry; AMQP: also the redelivery.
+    EXPECT_EQ(copies, as == "kafka" ? 2 : 3);
+    EXPECT_EQ(std::count(ids.begin(), ids.end(), "fold:orders:0:6"), 1);
+    bool closed = false;
+    bridges->close([&] { closed = true; });
+    ASSERT_TRUE(test::run_until(io, [&] { return closed; }));
+    bridges.reset();
+  }
 }
 
 TEST_F(Bridge, PlainSourceDropsAboveTheWindowAndCountsIt) {

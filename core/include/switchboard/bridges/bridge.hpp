@@ -25,6 +25,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <unordered_map>
 #include <vector>
 
 #include "switchboard/config.hpp"
@@ -179,7 +180,9 @@ class BridgeRelay : public std::enable_shared_from_this<BridgeRelay> {
   std::unique_ptr<Subscription> subscription_;
   std::vector<std::unique_ptr<Pending>> pending_;  // in flight; Pending::slot is the index
   std::vector<std::unique_ptr<Pending>> spare_;    // settled, for reuse
-  std::optional<std::map<std::uint64_t, Pending*>> by_sequence_;  // JetStream sources
+  // In flight by source_id(), for sources whose ids the broker assigns
+  // (JetStream, Kafka): where a redelivery finds its first delivery.
+  std::optional<std::unordered_map<std::string, Pending*>> by_source_id_;
   bool running_ = false;
   bool stopping_ = false;
   std::function<void()> stopped_;
