@@ -5,9 +5,9 @@
 
 #include <filesystem>
 #include <fstream>
-#include <iterator>
-#include <sstream>
 #include <stdexcept>
+
+#include "machine_cpu.hpp"
 
 namespace bridge_bench {
 
@@ -38,19 +38,9 @@ BridgeProcess::BridgeProcess(const std::string& switchboard, const BridgeUrls& u
 }
 
 double BridgeProcess::cpu_seconds() const {
-  // /proc/PID/stat: fields 14 and 15 are utime and stime in clock ticks;
-  // the command name (field 2) is in parentheses and may hold spaces.
-  std::ifstream in("/proc/" + std::to_string(process_->pid()) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto close = stat.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream fields(stat.substr(close + 2));
-  std::string field;
-  double ticks = 0;
-  for (int i = 3; i <= 15 && fields >> field; ++i) {
-    if (i >= 14) ticks += std::stod(field);
-  }
-  return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  auto cpu = read_process_cpu(process_->pid());
+  if (!cpu) return 0;
+  return static_cast<double>(cpu->ticks) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
 BridgeProcess::~BridgeProcess() {

@@ -10,10 +10,35 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 
 namespace bridge_bench {
+
+struct ProcessCpu {
+  std::string name;
+  std::uint64_t ticks = 0;  // utime + stime, all threads, in clock ticks
+};
+
+// /proc/PID/stat: "pid (comm) state ppid ...", utime and stime being
+// fields 14 and 15; comm may hold spaces, so it ends at the last ')'.
+// Nothing when the process is gone.
+inline std::optional<ProcessCpu> read_process_cpu(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return std::nullopt;
+  auto open = line.find('('), close = line.rfind(')');
+  if (open == std::string::npos || close == std::string::npos) return std::nullopt;
+  std::istringstream rest(line.substr(close + 2));
+  std::string field;
+  std::uint64_t utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+  }
+  return ProcessCpu{line.substr(open + 1, close - open - 1), utime + stime};
+}
 
 class MachineCpu {
  public:
@@ -66,36 +91,18 @@ class MachineCpu {
     return {busy, busy + idle};
   }
 
-  struct Process {
-    std::string name;
-    std::uint64_t ticks = 0;  // utime + stime, all threads
-  };
-  // /proc/PID/stat: "pid (comm) state ppid ...", utime and stime being
-  // fields 14 and 15; comm may hold spaces, so it ends at the last ')'.
-  static std::map<int, Process> read_processes() {
-    std::map<int, Process> out;
+  static std::map<int, ProcessCpu> read_processes() {
+    std::map<int, ProcessCpu> out;
     std::error_code ec;
     for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
       const std::string pid = entry.path().filename().string();
       if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
-      std::ifstream in(entry.path() / "stat");
-      std::string line;
-      if (!std::getline(in, line)) continue;
-      auto open = line.find('('), close = line.rfind(')');
-      if (open == std::string::npos || close == std::string::npos) continue;
-      std::istringstream rest(line.substr(close + 2));
-      std::string field;
-      std::uint64_t utime = 0, stime = 0;
-      for (int i = 3; i <= 15 && rest >> field; ++i) {
-        if (i == 14) utime = std::stoull(field);
-        if (i == 15) stime = std::stoull(field);
-      }
-      out[std::stoi(pid)] = {line.substr(open + 1, close - open - 1), utime + stime};
+      if (auto p = read_process_cpu(std::stoi(pid))) out[std::stoi(pid)] = *p;
     }
     return out;
   }
 
-  std::map<int, Process> start_processes_;
+  std::map<int, ProcessCpu> start_processes_;
   Ticks start_;
 };
 
