@@ -74,7 +74,10 @@ fi
 # `switchboard sub` on the same port reads it. (Chromium's --dump-dom does
 # not wait for WebSocket traffic: virtual time runs ahead of it.)
 report="browser.report.$RANDOM$RANDOM"
-timeout 30 "$SB" sub --url "ws://127.0.0.1:$port" -n 1 "$report" >"$tmp/report.out" 2>"$tmp/report.err" &
+# 60 s: the page reports within a second or two, but a headless Chromium
+# starting on a 2-core machine busy with other tests once took over 30 s to
+# load it (CI, session 6).
+timeout 60 "$SB" sub --url "ws://127.0.0.1:$port" -n 1 "$report" >"$tmp/report.out" 2>"$tmp/report.err" &
 sub_pid=$!
 for _ in $(seq 1 50); do
   grep -q '^listening' "$tmp/report.err" 2>/dev/null && break
