@@ -8,7 +8,9 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <vector>
 
+#include "amqp_frames.hpp"
 #include "amqp_mapping.hpp"
 #include "support/child_process.hpp"
 #include "support/rabbitmq_server.hpp"
@@ -61,6 +63,77 @@ TEST(AmqpMapping, HeadersRoundTripThroughATable) {
   Headers out;
   EXPECT_EQ(amqp::from_table(table.table(), out), 0);
   EXPECT_EQ(out, in);
+}
+
+// The frames of one basic.publish, byte for byte (AMQP 0-9-1 section 4.2).
+TEST(AmqpFrames, PublishIsMethodHeaderAndBodyFrames) {
+  amqp_basic_properties_t props{};
+  props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
+  props.delivery_mode = 2;
+  std::string out = "x";  // appended to, not replaced
+  amqp::PublishFrames p;
+  p.channel = 2;
+  p.exchange = amqp_cstring_bytes("ex");
+  p.routing_key = amqp_cstring_bytes("k");
+  p.mandatory = true;
+  p.properties = &props;
+  p.body = amqp_cstring_bytes("hi");
+  ASSERT_EQ(amqp::append_publish(out, p, 131072), 0);
+  const unsigned char bytes[] = {
+      'x',                             // what was there before
+      1,    0,   2,   0,  0,   0, 12,  // method frame, channel 2, 12 bytes:
+      0,    60,  0,   40, 0,   0,      //   basic.publish (60, 40), ticket 0,
+      2,    'e', 'x', 1,  'k', 1,      //   exchange, routing key, bits: mandatory
+      0xce,                            //   frame-end
+      2,    0,   2,   0,  0,   0, 15,  // header frame, 15 bytes:
+      0,    60,  0,   0,  0,   0, 0,  0,   0,   0,    0, 2,  //   class 60, weight 0, body size 2,
+      0x10, 0,   2,                                    //   flags (delivery-mode), 2 (persistent)
+      0xce,                                            //   frame-end
+      3,    0,   2,   0,  0,   0, 2,  'h', 'i', 0xce,  // body frame
+  };
+  const std::string expected(reinterpret_cast<const char*>(bytes), sizeof bytes);
+  EXPECT_EQ(out, expected);
+}
+
+TEST(AmqpFrames, BodyIsSplitAtFrameMax) {
+  std::string body(10000, 'b');
+  std::string out;
+  amqp::PublishFrames p;
+  p.exchange = amqp_cstring_bytes("ex");
+  p.routing_key = amqp_cstring_bytes("k");
+  p.body = amqp_bytes_t{body.size(), body.data()};
+  ASSERT_EQ(amqp::append_publish(out, p, 4096), 0);
+  // Walk the frames: type, channel, size, payload, frame-end.
+  std::vector<std::pair<int, std::size_t>> frames;
+  std::size_t at = 0, body_bytes = 0;
+  while (at + 8 <= out.size()) {
+    const auto* f = reinterpret_cast<const unsigned char*>(out.data() + at);
+    const std::size_t size = (std::size_t{f[3]} << 24) | (f[4] << 16) | (f[5] << 8) | f[6];
+    ASSERT_LE(at + 8 + size, out.size());
+    EXPECT_EQ(f[7 + size], 0xce);
+    frames.emplace_back(f[0], size);
+    if (f[0] == 3) body_bytes += size;
+    at += 8 + size;
+  }
+  EXPECT_EQ(at, out.size());
+  ASSERT_EQ(frames.size(), 5u);
+  EXPECT_EQ(frames[0].first, 1);
+  EXPECT_EQ(frames[1].first, 2);
+  EXPECT_EQ(frames[2], (std::pair<int, std::size_t>{3, 4088}));  // frame_max - 8
+  EXPECT_EQ(frames[3], (std::pair<int, std::size_t>{3, 4088}));
+  EXPECT_EQ(frames[4], (std::pair<int, std::size_t>{3, 1824}));
+  EXPECT_EQ(body_bytes, body.size());
+}
+
+TEST(AmqpFrames, AnEmptyBodyHasNoBodyFrame) {
+  std::string out;
+  amqp::PublishFrames p;
+  p.exchange = amqp_cstring_bytes("ex");
+  p.routing_key = amqp_cstring_bytes("k");
+  ASSERT_EQ(amqp::append_publish(out, p, 131072), 0);
+  ASSERT_GE(out.size(), 1u);
+  // Method (8 + 12 bytes) and header (8 + 14: no property flags set).
+  EXPECT_EQ(out.size(), 20u + 22u);
 }
 
 // ---- against the broker ----

@@ -28,13 +28,16 @@
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <future>
 #include <map>
@@ -44,6 +47,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "amqp_frames.hpp"
 #include "amqp_mapping.hpp"
 #include "amqp_settings.hpp"
 #include "switchboard/config.hpp"
@@ -172,11 +176,16 @@ class Link : public std::enable_shared_from_this<Link> {
 
   bool started() const { return thread_.joinable(); }
 
-  // `writes_only`: the command only writes frames (publish, ack) and waits
-  // for no answer, so it may run corked (see cork()).
-  void enqueue(std::function<void()> cmd, bool writes_only = false) {
+  // What a command does with the connection, which decides how it may be
+  // batched (see run()).
+  enum class Kind {
+    rpc,      // may wait for the broker's answer: never corked or buffered
+    write,    // writes frames through rabbitmq-c (an ack): may run corked
+    publish,  // a publish: its frames may wait in out_ for the batch's write
+  };
+  void enqueue(std::function<void()> cmd, Kind kind = Kind::rpc) {
     std::lock_guard lock(mutex_);
-    commands_.push_back({std::move(cmd), writes_only});
+    commands_.push_back({std::move(cmd), kind});
     if (sleeping_) {
       sleeping_ = false;
       std::uint64_t one = 1;
@@ -252,9 +261,8 @@ class Link : public std::enable_shared_from_this<Link> {
     }
     // A request is mandatory: when no queue takes it, the broker returns it
     // and the requester learns "no responders" at once (see on_return).
-    int rc = amqp_basic_publish(conn_, kPublishChannel, to_bytes(settings_.exchange),
-                                to_bytes(msg.subject), msg.reply_to.empty() ? 0 : 1, 0, &props,
-                                amqp_bytes_t{msg.data.size(), const_cast<char*>(msg.data.data())});
+    int rc = send_publish(kPublishChannel, to_bytes(settings_.exchange), to_bytes(msg.subject),
+                          !msg.reply_to.empty(), props, msg.data);
     if (rc < 0) lost(std::string("publish failed: ") + amqp_error_string2(rc));
   }
 
@@ -285,9 +293,8 @@ class Link : public std::enable_shared_from_this<Link> {
       props._flags |= AMQP_BASIC_REPLY_TO_FLAG;
       props.reply_to = to_bytes(msg.reply_to);
     }
-    int rc = amqp_basic_publish(conn_, kConfirmChannel, to_bytes(exchange), to_bytes(msg.subject),
-                                1, 0, &props,
-                                amqp_bytes_t{msg.data.size(), const_cast<char*>(msg.data.data())});
+    int rc = send_publish(kConfirmChannel, to_bytes(exchange), to_bytes(msg.subject), true, props,
+                          msg.data);
     if (rc < 0) {
       fail(errc::disconnected);
       lost(std::string("publish failed: ") + amqp_error_string2(rc));
@@ -380,9 +387,12 @@ class Link : public std::enable_shared_from_this<Link> {
         batch.swap(commands_);
       }
       for (auto& cmd : batch) {
-        cork(cmd.writes_only && batch.size() > 1);
+        // What rabbitmq-c writes goes after the publishes before it.
+        if (cmd.kind != Kind::publish) write_out();
+        cork(cmd.kind != Kind::rpc && batch.size() > 1);
         cmd.run();
       }
+      write_out();
       cork(false);
       if (conn_) read_frames(4096);
       run_timers();
@@ -399,6 +409,58 @@ class Link : public std::enable_shared_from_this<Link> {
       wait();
     }
     finished = true;
+  }
+
+  // A publish: on a plain TCP connection its frames go into out_, and
+  // write_out() sends all that a batch published with one send(2), where
+  // amqp_basic_publish makes one per frame (three for a small message). On
+  // TLS, through rabbitmq-c (corked, see cork()).
+  int send_publish(amqp_channel_t channel, amqp_bytes_t exchange, amqp_bytes_t routing_key,
+                   bool mandatory, const amqp_basic_properties_t& props, const Payload& body) {
+    amqp_bytes_t bytes{body.size(), const_cast<char*>(body.data())};
+    if (settings_.tls) {
+      return amqp_basic_publish(conn_, channel, exchange, routing_key, mandatory ? 1 : 0, 0, &props,
+                                bytes);
+    }
+    PublishFrames frames{channel, exchange, routing_key, mandatory, &props, bytes};
+    const int rc =
+        append_publish(out_, frames, static_cast<std::size_t>(amqp_get_frame_max(conn_)));
+    if (rc < 0) return rc;
+    // A batch of large messages is written as it goes, not held whole.
+    constexpr std::size_t kMaxBuffered = 256 * 1024;
+    if (out_.size() >= kMaxBuffered && !write_out()) return AMQP_STATUS_SOCKET_ERROR;
+    return AMQP_STATUS_OK;
+  }
+
+  // Writes out_ whole, waiting for room as rabbitmq-c's own writes do (its
+  // socket is non-blocking). False, and the connection lost, on an error.
+  bool write_out() {
+    if (out_.empty()) return true;
+    if (!conn_) {
+      out_.clear();
+      return false;
+    }
+    const int fd = amqp_get_sockfd(conn_);
+    std::size_t at = 0;
+    while (at < out_.size()) {
+      const ssize_t n = ::send(fd, out_.data() + at, out_.size() - at, MSG_NOSIGNAL);
+      if (n > 0) {
+        at += static_cast<std::size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        pollfd p{fd, POLLOUT, 0};
+        ::poll(&p, 1, 1000);
+        std::lock_guard lock(mutex_);
+        if (!stop_now_) continue;
+      }
+      out_.clear();
+      lost(std::string("write failed: ") + (n < 0 ? std::strerror(errno) : "stopped"));
+      return false;
+    }
+    out_.clear();
+    return true;
   }
 
   // TCP_CORK while a run of write-only commands goes out: rabbitmq-c sends
@@ -776,6 +838,7 @@ class Link : public std::enable_shared_from_this<Link> {
   // not yet acknowledged will be redelivered by the broker, and the
   // thread reconnects.
   void lost(const std::string& why) {
+    out_.clear();  // frames for the connection that is gone
     if (!conn_) return;
     destroy_connection();
     connected = false;
@@ -1075,7 +1138,7 @@ class Link : public std::enable_shared_from_this<Link> {
 
   struct Command {
     std::function<void()> run;
-    bool writes_only = false;
+    Kind kind = Kind::rpc;
   };
   std::mutex mutex_;  // commands_, sleeping_, stop_now_
   std::deque<Command> commands_;
@@ -1107,6 +1170,7 @@ class Link : public std::enable_shared_from_this<Link> {
   };
   std::vector<Completion> completions_;
   bool corked_ = false;
+  std::string out_;  // publish frames not written yet (see send_publish)
   std::vector<SubPtr> durable_subs_;
   bool closing_ = false;
   Clock::time_point close_deadline_;
@@ -1120,7 +1184,7 @@ void AmqpDelivery::settle(bool ack, std::chrono::milliseconds delay) {
   if (ack || delay.count() <= 0) {
     link->enqueue([l = link.get(), sub = sub_, epoch = epoch_, tag = tag_,
                    ack] { l->cmd_settle(sub, epoch, tag, ack); },
-                  true);
+                  Link::Kind::write);
   } else {
     link->enqueue([l = link.get(), sub = sub_, epoch = epoch_, tag = tag_, delay] {
       l->cmd_settle_later(sub, epoch, tag, delay);
@@ -1201,7 +1265,8 @@ class AmqpTransport final : public Transport {
       return make_error_code(errc::transport_error);
     }
     link_->pending_bytes += msg.data.size();
-    link_->enqueue([l = link_.get(), m = std::move(msg)] { l->cmd_publish(m); }, true);
+    link_->enqueue([l = link_.get(), m = std::move(msg)] { l->cmd_publish(m); },
+                   Link::Kind::publish);
     return {};
   }
 
@@ -1261,7 +1326,7 @@ class AmqpTransport final : public Transport {
          done = std::move(done)]() mutable {
           l->cmd_publish_durable(m, exchange, id, std::move(done));
         },
-        true);
+        Link::Kind::publish);
   }
 
   // A durable queue named options.target (or options.durable), bound to the
