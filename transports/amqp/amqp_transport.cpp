@@ -389,7 +389,9 @@ class Link : public std::enable_shared_from_this<Link> {
       for (auto& cmd : batch) {
         // What rabbitmq-c writes goes after the publishes before it.
         if (cmd.kind != Kind::publish) write_out();
-        cork(cmd.kind != Kind::rpc && batch.size() > 1);
+        const bool frame_by_frame =
+            cmd.kind == Kind::write || (cmd.kind == Kind::publish && settings_.tls);
+        cork(frame_by_frame && batch.size() > 1);
         cmd.run();
       }
       write_out();
@@ -463,12 +465,12 @@ class Link : public std::enable_shared_from_this<Link> {
     return true;
   }
 
-  // TCP_CORK while a run of write-only commands goes out: rabbitmq-c sends
-  // each publish as its own segment (method and header frames with
-  // MSG_MORE, the body without), so a burst of small messages cost a
-  // segment each, on our side and the broker's (one read each); corked,
-  // they leave in full segments, and uncorking sends the rest at once.
-  // Never corked around a command that waits for an answer.
+  // TCP_CORK while a run of what rabbitmq-c writes frame by frame goes out
+  // (acks, and publishes over TLS): it sends each as its own segment, so a
+  // burst of small messages cost a segment each, on our side and the
+  // broker's (one read each); corked, they leave in full segments, and
+  // uncorking sends the rest at once. Never corked around a command that
+  // waits for an answer; publishes on plain TCP need none (one send).
   void cork(bool on) {
     if (on == corked_) return;
     corked_ = on && conn_;
