@@ -592,9 +592,11 @@ PY
 # ---- Bridges: NATS -> Kafka and NATS -> RabbitMQ ---------------------------------
 #
 # bench/bridges/bridge_bench.cpp starts its own nats-server, Kafka broker
-# and rabbitmq-server, runs `switchboard run` with two bridges, and measures
-# them against a raw librdkafka producer and a raw rabbitmq-c publisher with
-# confirms, taking turns, BENCH_REPEATS times; it prints the tables itself.
+# and rabbitmq-server, runs `switchboard run` with three bridges (to Kafka
+# with the transport's defaults and with idempotence off, to RabbitMQ), and
+# measures them against a raw librdkafka producer with the same settings and
+# a raw rabbitmq-c publisher with confirms, taking turns, BENCH_REPEATS
+# times; it prints the tables itself.
 bench_bridges() {
   build_target switchboard_bridge_bench
   local data=$build/bench-data/bridges

@@ -263,6 +263,19 @@ void report_run(const char* dest, std::size_t size, const Row& row) {
                row.bridge_rate.back() / row.raw_rate.back(), row.bridge_cpu_us.back());
 }
 
+// The two ways the Kafka side is measured: the bridge's subjects for each
+// (bridge_process.cpp) and the raw producer's matching setting.
+struct KafkaMode {
+  const char* destination;  // the tables' first column
+  const char* nats_prefix;
+  const char* topic_tag;
+  bool idempotence;
+};
+constexpr KafkaMode kKafkaModes[] = {
+    {"kafka", "tokafka.", "", true},
+    {"kafka (idempotence off)", "tokafkaplain.", "plain-", false},
+};
+
 struct Latency {
   std::vector<double> raw_p50, raw_p99, bridge_p50, bridge_p99;
 };
@@ -291,44 +304,50 @@ int run(const Options& o) {
       std::string tag = std::to_string(size) + "-" + std::to_string(++run_id);
       const bool kafka = o.only.empty() || o.only == "kafka";
       const bool rabbitmq = o.only.empty() || o.only == "rabbitmq";
-      // Kafka, raw producer.
-      if (kafka) {
-        std::string topic = "raw-" + tag;
-        create_kafka_topic(bootstrap, topic);
-        Tally tally;
-        KafkaReader reader(bootstrap, topic, tally);
-        KafkaProducer producer(bootstrap);
-        MachineCpu::Usage machine;
-        auto start = paced_run(
-            o.messages, o.window, size, tally,
-            [&](const std::string& p) {
-              producer.produce(topic, p);
-              producer.poll();
-            },
-            [&] { producer.poll(); }, "raw kafka", machine);
-        producer.flush();
-        Row& row = rows["kafka " + std::to_string(size)];
-        row.raw_rate.push_back(per_second(o.messages, start, tally));
-        Row::add(row.raw_machine_us, row.raw_busy, machine, o.messages, "raw");
-      }
-      // Kafka, through the bridge.
-      if (kafka) {
-        std::string topic = "bridged-" + tag;
-        create_kafka_topic(bootstrap, topic);
-        Tally tally;
-        KafkaReader reader(bootstrap, topic, tally);
-        double cpu = bridge.cpu_seconds();
-        MachineCpu::Usage machine;
-        auto start = paced_run(
-            o.messages, o.window, size, tally,
-            [&](const std::string& p) { nats.publish("tokafka." + topic, p); }, nats_idle,
-            "NATS -> Kafka bridge", machine);
-        Row& row = rows["kafka " + std::to_string(size)];
-        row.bridge_rate.push_back(per_second(o.messages, start, tally));
-        Row::add(row.bridge_machine_us, row.bridge_busy, machine, o.messages, "bridge");
-        row.bridge_cpu_us.push_back((bridge.cpu_seconds() - cpu) * 1e6 /
-                                    static_cast<double>(o.messages));
-        report_run("kafka", size, row);
+      // Kafka, raw producer, then through the bridge: with the kafka
+      // transport's default settings, and again with idempotence off on
+      // both sides (librdkafka's idempotent producer busy-polls: kafka.md).
+      for (const KafkaMode& mode : kKafkaModes) {
+        if (!kafka) break;
+        const std::string key = std::string(mode.destination) + " " + std::to_string(size);
+        {
+          std::string topic = std::string("raw-") + mode.topic_tag + tag;
+          create_kafka_topic(bootstrap, topic);
+          Tally tally;
+          KafkaReader reader(bootstrap, topic, tally);
+          KafkaProducer producer(bootstrap, mode.idempotence);
+          MachineCpu::Usage machine;
+          auto start = paced_run(
+              o.messages, o.window, size, tally,
+              [&](const std::string& p) {
+                producer.produce(topic, p);
+                producer.poll();
+              },
+              [&] { producer.poll(); }, "raw kafka", machine);
+          producer.flush();
+          Row& row = rows[key];
+          row.raw_rate.push_back(per_second(o.messages, start, tally));
+          Row::add(row.raw_machine_us, row.raw_busy, machine, o.messages, "raw");
+        }
+        {
+          std::string topic = std::string("bridged-") + mode.topic_tag + tag;
+          create_kafka_topic(bootstrap, topic);
+          Tally tally;
+          KafkaReader reader(bootstrap, topic, tally);
+          double cpu = bridge.cpu_seconds();
+          MachineCpu::Usage machine;
+          const std::string subject = std::string(mode.nats_prefix) + topic;
+          auto start = paced_run(
+              o.messages, o.window, size, tally,
+              [&](const std::string& p) { nats.publish(subject, p); }, nats_idle,
+              "NATS -> Kafka bridge", machine);
+          Row& row = rows[key];
+          row.bridge_rate.push_back(per_second(o.messages, start, tally));
+          Row::add(row.bridge_machine_us, row.bridge_busy, machine, o.messages, "bridge");
+          row.bridge_cpu_us.push_back((bridge.cpu_seconds() - cpu) * 1e6 /
+                                      static_cast<double>(o.messages));
+          report_run(mode.destination, size, row);
+        }
       }
       // RabbitMQ, raw publisher with confirms.
       if (rabbitmq) {
@@ -433,7 +452,7 @@ int run(const Options& o) {
   std::printf("|---|---:|---:|---:|---:|---|---:|\n");
   // The rows measured on both sides, destination by destination.
   auto each_row = [&](auto&& print) {
-    for (const char* dest : {"kafka", "rabbitmq"}) {
+    for (const char* dest : {kKafkaModes[0].destination, kKafkaModes[1].destination, "rabbitmq"}) {
       for (std::size_t size : o.sizes) {
         Row& r = rows[std::string(dest) + " " + std::to_string(size)];
         if (!r.raw_rate.empty() && !r.bridge_rate.empty()) print(dest, size, r);

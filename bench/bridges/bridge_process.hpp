@@ -1,6 +1,8 @@
 // The bridge under test, as a user runs it: `switchboard run bridge.yaml`
 // in a process of its own, relaying NATS subjects `tokafka.<x>` to the Kafka
-// topic `<x>` and `torabbit.<x>` to the routing key `<x>` on RabbitMQ.
+// topic `<x>`, `tokafkaplain.<x>` to the same through a Kafka transport
+// with `idempotence: false`, and `torabbit.<x>` to the routing key `<x>` on
+// RabbitMQ.
 #pragma once
 
 #include <cstddef>

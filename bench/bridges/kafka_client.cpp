@@ -64,11 +64,12 @@ void create_kafka_topic(const std::string& bootstrap, const std::string& topic) 
   if (!failure.empty()) throw std::runtime_error("create topic " + topic + ": " + failure);
 }
 
-KafkaProducer::KafkaProducer(const std::string& bootstrap) {
+KafkaProducer::KafkaProducer(const std::string& bootstrap, bool idempotence) {
   rd_kafka_conf_t* conf = base_conf(bootstrap);
-  set(conf, "enable.idempotence", "true");
+  set(conf, "enable.idempotence", idempotence ? "true" : "false");
   set(conf, "acks", "all");
   set(conf, "linger.ms", "5");
+  set(conf, "socket.nagle.disable", "true");
   rd_kafka_conf_set_dr_msg_cb(conf, &KafkaProducer::on_delivery);
   rd_kafka_conf_set_opaque(conf, this);
   rk_ = make(RD_KAFKA_PRODUCER, conf);

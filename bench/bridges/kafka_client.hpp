@@ -17,9 +17,11 @@ namespace bridge_bench {
 
 void create_kafka_topic(const std::string& bootstrap, const std::string& topic);
 
+// The kafka transport's default producer settings (idempotence, acks=all,
+// linger.ms=5, Nagle off), or the same without idempotence.
 class KafkaProducer {
  public:
-  explicit KafkaProducer(const std::string& bootstrap);
+  explicit KafkaProducer(const std::string& bootstrap, bool idempotence = true);
   ~KafkaProducer();
   KafkaProducer(const KafkaProducer&) = delete;
   KafkaProducer& operator=(const KafkaProducer&) = delete;
