@@ -49,6 +49,17 @@
 #include "switchboard/subject.hpp"
 #include "switchboard/transport.hpp"
 
+// What natsMsg_Destroy calls for a message that is not being kept
+// (cnats' msg.c: headers, then the message's one block), without the trip
+// through the garbage-collector thread. Exported by libnats but not in its
+// headers, so weak: a libnats without it leaves this null and the transport
+// uses natsMsg_Destroy. Only for messages the transport owns (received
+// from its synchronous subscriptions, or created by natsMsg_Create), never
+// for those cnats keeps (its "no destroy" flag is set only on messages of
+// JetStream's auto-ack callbacks and heartbeat timers, which are not used
+// here).
+extern "C" void natsMsg_free(void* object) __attribute__((weak));
+
 namespace switchboard::nats {
 namespace {
 
@@ -104,12 +115,14 @@ struct Shared : std::enable_shared_from_this<Shared> {
   bool read_armed = false;
   bool write_armed = false;
   std::unique_ptr<asio::steady_timer> drain_timer;
-  // Messages (received, and sent with headers) are freed in batches: cnats
-  // hands each natsMsg_Destroy to its garbage collector thread and wakes
-  // that thread when it is idle, which one at a time costs a thread wake-up
-  // per message.
+  // natsMsg_Destroy hands a message to cnats' garbage-collector thread
+  // (waking it when idle), which then frees on its thread what this one
+  // allocated. Where libnats exports natsMsg_free (3.4.1 does, without
+  // declaring it: see below), a message is freed here at once; otherwise
+  // messages are destroyed in batches, so that the wake-ups are few.
   std::vector<natsMsg*> spent;
   void free_message(natsMsg* msg) {
+    if (natsMsg_free != nullptr) return natsMsg_free(msg);
     spent.push_back(msg);
     if (spent.size() >= 256) free_spent();
   }
