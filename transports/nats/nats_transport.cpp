@@ -118,8 +118,9 @@ struct Shared : std::enable_shared_from_this<Shared> {
   // natsMsg_Destroy hands a message to cnats' garbage-collector thread
   // (waking it when idle), which then frees on its thread what this one
   // allocated. Where libnats exports natsMsg_free (3.4.1 does, without
-  // declaring it: see below), a message is freed here at once; otherwise
-  // messages are destroyed in batches, so that the wake-ups are few.
+  // declaring it: see the top of this file), a message is freed here at
+  // once; otherwise messages are destroyed in batches, so that the
+  // wake-ups are few.
   std::vector<natsMsg*> spent;
   void free_message(natsMsg* msg) {
     if (natsMsg_free != nullptr) return natsMsg_free(msg);
