@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -20,6 +22,7 @@
 #include "support/kafka_broker.hpp"
 #endif
 #include "switchboard/json.hpp"
+#include "switchboard/json_parse.hpp"
 
 namespace switchboard {
 namespace {
@@ -27,9 +30,17 @@ namespace {
 namespace fs = std::filesystem;
 
 struct CliRun {
+  std::string command;
   int status = -1;
   std::string out;
+  std::string err;
 };
+
+// What a failed check prints: the command and everything it wrote.
+std::ostream& operator<<(std::ostream& os, const CliRun& r) {
+  return os << "`" << r.command << "` exited " << r.status << "\nstdout: [" << r.out
+            << "]\nstderr: [" << r.err << "]";
+}
 
 class EventsCli : public ::testing::Test {
  protected:
@@ -39,27 +50,45 @@ class EventsCli : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  // Runs `switchboard events ARGS --store STORE`; stdout only.
+  // Runs `switchboard events ARGS --store STORE`; stderr is kept in
+  // stderr.txt and in the result.
   CliRun events(const std::string& args) {
+    CliRun r;
+    r.command = "switchboard events " + args + " --store '" + store_ + "'";
     std::string cmd = std::string(SWITCHBOARD_CLI) + " events " + args + " --store '" + store_ +
                       "' 2>" + (dir_ / "stderr.txt").string();
-    CliRun r;
     FILE* p = ::popen(cmd.c_str(), "r");
     if (!p) return r;
     std::array<char, 4096> buf;
     std::size_t n;
     while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+    if (std::ferror(p)) r.out += "<read error: " + std::string(std::strerror(errno)) + ">";
     int status = ::pclose(p);
     r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    std::ifstream err(dir_ / "stderr.txt");
+    r.err.assign(std::istreambuf_iterator<char>(err), std::istreambuf_iterator<char>());
     return r;
+  }
+  // The run's stdout as one JSON value; a failure (not an exception) that
+  // shows the whole run when it is not.
+  static Json json_of(const CliRun& r) {
+    Json j;
+    std::string error;
+    EXPECT_TRUE(parse_json(r.out, j, error)) << error << "\n" << r;
+    return j;
   }
   void a_broker_log_end_to_end(const std::string& store, const std::string& bad_option,
                                const std::string& bad_key);
-  static std::vector<Json> lines(const std::string& text) {
+  static std::vector<Json> lines(const CliRun& r) {
     std::vector<Json> out;
-    std::istringstream in(text);
+    std::istringstream in(r.out);
     std::string line;
-    while (std::getline(in, line)) out.push_back(Json::parse(line));
+    while (std::getline(in, line)) {
+      Json j;
+      std::string error;
+      EXPECT_TRUE(parse_json(line, j, error)) << error << "\n" << r;
+      out.push_back(std::move(j));
+    }
     return out;
   }
 
@@ -75,32 +104,32 @@ TEST_F(EventsCli, DeclareEmitTailExportVerify) {
   EXPECT_EQ(events("emit order.created '{\"id\":\"x\"}'").status, 1);  // does not fit
   for (int i = 1; i <= 3; ++i) {
     auto r = events("emit order.created '{\"id\":" + std::to_string(i) + "}'");
-    ASSERT_EQ(r.status, 0);
-    auto j = Json::parse(r.out);
+    ASSERT_EQ(r.status, 0) << r;
+    auto j = json_of(r);
     EXPECT_EQ(j["sequence"], i);
     EXPECT_EQ(j["id"].get<std::string>().size(), 32u);
   }
 
-  auto tail = lines(events("tail --from beginning -n 2").out);
+  auto tail = lines(events("tail --from beginning -n 2"));
   ASSERT_EQ(tail.size(), 2u);
   EXPECT_EQ(tail[0]["sequence"], 1);
   EXPECT_EQ(tail[1]["payload"]["id"], 2);
   EXPECT_EQ(tail[1]["prev_hash"], tail[0]["hash"]);
-  EXPECT_EQ(lines(events("tail --from 3 --no-follow").out).size(), 1u);
+  EXPECT_EQ(lines(events("tail --from 3 --no-follow")).size(), 1u);
 
-  auto first = lines(events("export --ndjson").out);
+  auto first = lines(events("export --ndjson"));
   ASSERT_EQ(first.size(), 3u);
-  EXPECT_TRUE(lines(events("export --ndjson").out).empty());  // resumes: nothing new
+  EXPECT_TRUE(lines(events("export --ndjson")).empty());  // resumes: nothing new
   ASSERT_EQ(events("emit order.created '{\"id\":4}'").status, 0);
-  auto second = lines(events("export --ndjson").out);
+  auto second = lines(events("export --ndjson"));
   ASSERT_EQ(second.size(), 1u);
   EXPECT_EQ(second[0]["sequence"], 4);
-  EXPECT_EQ(lines(events("export --ndjson --from-scratch").out).size(), 4u);
+  EXPECT_EQ(lines(events("export --ndjson --from-scratch")).size(), 4u);
 
   auto ok = events("verify");
   EXPECT_EQ(ok.status, 0);
-  EXPECT_EQ(Json::parse(ok.out)["ok"], true);
-  EXPECT_EQ(Json::parse(ok.out)["events"], 4);
+  EXPECT_EQ(json_of(ok)["ok"], true);
+  EXPECT_EQ(json_of(ok)["events"], 4);
 
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(store_.c_str(), &db), SQLITE_OK);
@@ -110,7 +139,7 @@ TEST_F(EventsCli, DeclareEmitTailExportVerify) {
   sqlite3_close(db);
   auto bad = events("verify");
   EXPECT_EQ(bad.status, 1);
-  EXPECT_EQ(Json::parse(bad.out)["first_bad"], 2);
+  EXPECT_EQ(json_of(bad)["first_bad"], 2);
 }
 
 // On a broker log at `store`: declare, a refused emit, three emits, tail,
@@ -123,22 +152,21 @@ void EventsCli::a_broker_log_end_to_end(const std::string& store, const std::str
   EXPECT_EQ(events("emit t '{\"id\":\"x\"}'").status, 1);  // does not fit
   for (int i = 1; i <= 3; ++i) {
     auto r = events("emit t '{\"id\":" + std::to_string(i) + "}'");
-    ASSERT_EQ(r.status, 0);
-    EXPECT_EQ(Json::parse(r.out)["sequence"], i);
+    ASSERT_EQ(r.status, 0) << r;
+    EXPECT_EQ(json_of(r)["sequence"], i);
   }
-  EXPECT_EQ(lines(events("tail --from 2 --no-follow").out).size(), 2u);
-  EXPECT_EQ(lines(events("export --ndjson").out).size(), 3u);
-  EXPECT_TRUE(lines(events("export --ndjson").out).empty());  // the cursor is on the broker
+  EXPECT_EQ(lines(events("tail --from 2 --no-follow")).size(), 2u);
+  EXPECT_EQ(lines(events("export --ndjson")).size(), 3u);
+  EXPECT_TRUE(lines(events("export --ndjson")).empty());  // the cursor is on the broker
   auto ok = events("verify");
   EXPECT_EQ(ok.status, 0);
-  EXPECT_EQ(Json::parse(ok.out)["events"], 3);
+  EXPECT_EQ(json_of(ok)["events"], 3);
 
   // Options ride in the query; a bad one is named.
   store_ = store + "?" + bad_option;
-  EXPECT_EQ(events("verify").status, 1);
-  std::ifstream err(dir_ / "stderr.txt");
-  std::string text((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
-  EXPECT_NE(text.find(bad_key), std::string::npos) << text;
+  auto refused = events("verify");
+  EXPECT_EQ(refused.status, 1);
+  EXPECT_NE(refused.err.find(bad_key), std::string::npos) << refused;
 }
 
 TEST_F(EventsCli, AJetStreamLogThroughAStoreUrl) {
