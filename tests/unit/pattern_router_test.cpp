@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
+#include <string>
+#include <vector>
+
 namespace switchboard {
 namespace {
 
@@ -174,6 +178,112 @@ TEST(PatternRouter, LookupCostDoesNotDependOnPatternCount) {
   EXPECT_EQ(r.shape_count(), 2u);
   EXPECT_EQ(r.lookup({{"topic", "svc4321"}, {"cmd", "get"}, {"v", 2}}), ids[4321 * 2 + 1]);
   EXPECT_EQ(r.lookup({{"topic", "svc4321"}, {"cmd", "get"}, {"v", 3}}), ids[4321 * 2]);
+}
+
+// Random patterns, adds and removes, checked against a linear scan: most
+// routing properties wins, ties to the earlier add (or, in insertion order,
+// the first added match). Covers shapes coming and going, which changes the
+// keys every pattern shares (the router indexes by those when there are any).
+struct ReferencePattern {
+  PatternRouter::Id id;
+  Json exact;   // key -> scalar
+  bool glob_a;  // also {"name": {"$glob": "a*"}}
+};
+
+bool reference_matches(const ReferencePattern& p, const Json& object) {
+  for (auto it = p.exact.begin(); it != p.exact.end(); ++it) {
+    auto found = object.find(it.key());
+    if (found == object.end() || *found != *it) return false;
+  }
+  if (p.glob_a) {
+    auto name = object.find("name");
+    if (name == object.end() || !name->is_string() ||
+        name->get_ref<const std::string&>().rfind('a', 0) != 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::optional<PatternRouter::Id> reference_lookup(const std::vector<ReferencePattern>& live,
+                                                  const Json& object, bool by_specificity) {
+  std::optional<PatternRouter::Id> best;
+  std::size_t best_weight = 0;
+  for (const auto& p : live) {  // in id order
+    if (!reference_matches(p, object)) continue;
+    std::size_t weight = p.exact.size() + (p.glob_a ? 1 : 0);
+    if (!best || (by_specificity && weight > best_weight)) {
+      best = p.id;
+      best_weight = weight;
+    }
+  }
+  return best;
+}
+
+void random_adds_removes_and_lookups(PatternRouter::Order order, std::uint64_t seed) {
+  const std::vector<std::string> keys = {"topic", "cmd", "v", "role", "x"};
+  const std::vector<Json> values = {"a", "ab", "b", 1, 2, true};
+  std::uint64_t state = seed;
+  auto next = [&](std::size_t n) {  // splitmix64
+    std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return static_cast<std::size_t>((z ^ (z >> 31)) % n);
+  };
+  // Most patterns share topic and cmd; some phases add patterns without
+  // them, so that the shared keys change.
+  auto random_pattern = [&](bool shared_keys) {
+    ReferencePattern p{0, Json::object(), next(8) == 0};
+    for (const auto& key : keys) {
+      bool shared = key == "topic" || key == "cmd";
+      if ((shared && shared_keys) || next(3) == 0) p.exact[key] = values[next(values.size())];
+    }
+    return p;
+  };
+  auto random_object = [&] {
+    Json o = {{"payload", {{"nested", 1}}}};
+    for (const auto& key : keys) {
+      if (next(6) != 0) o[key] = values[next(values.size())];
+    }
+    if (next(2) == 0) o["name"] = next(2) == 0 ? "abc" : "xyz";
+    if (next(10) == 0) o["cmd"] = Json::array({1});  // not a scalar: routes nowhere
+    return o;
+  };
+
+  PatternRouter router(order);
+  std::vector<ReferencePattern> live;
+  for (int round = 0; round < 400; ++round) {
+    const bool shared_keys = (round / 100) % 2 == 0;
+    if (live.empty() || next(3) != 0) {
+      ReferencePattern p = random_pattern(shared_keys);
+      Json pattern = p.exact;
+      if (p.glob_a) pattern["name"] = glob("a*");
+      p.id = add(router, pattern);
+      live.push_back(std::move(p));
+    } else {
+      std::size_t i = next(live.size());
+      ASSERT_TRUE(router.remove(live[i].id));
+      live.erase(live.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+    for (int l = 0; l < 20; ++l) {
+      Json object = random_object();
+      ASSERT_EQ(router.lookup(object),
+                reference_lookup(live, object, order == PatternRouter::Order::specificity))
+          << "round " << round << ", object " << object.dump();
+    }
+  }
+}
+
+TEST(PatternRouter, AgreesWithALinearScanThroughAddsAndRemoves) {
+  for (std::uint64_t seed = 1; seed <= 5; ++seed) {
+    random_adds_removes_and_lookups(PatternRouter::Order::specificity, seed);
+  }
+}
+
+TEST(PatternRouter, AgreesWithALinearScanInInsertionOrder) {
+  for (std::uint64_t seed = 1; seed <= 5; ++seed) {
+    random_adds_removes_and_lookups(PatternRouter::Order::insertion, seed);
+  }
 }
 
 }  // namespace
