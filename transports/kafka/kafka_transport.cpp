@@ -486,6 +486,42 @@ void Consumer::rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_
   }
 }
 
+// Errors of a lookup that go away by themselves: a topic created a moment
+// ago has no settled partition leaders yet ("not leader for partition",
+// "leader not available", "offset not available"). A broker that cannot
+// be reached is not one of them: the lookup has waited for it already.
+bool transient(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR_OFFSET_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_LEADER_EPOCH:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Runs lookup(timeout_ms) until it succeeds, fails for good, or `budget`
+// is spent, pausing between tries. Giving up on a transient error would
+// start a partition at the logical end, which is resolved only when
+// fetching begins, so whatever was produced in between would be skipped.
+template <typename Lookup>
+rd_kafka_resp_err_t retrying(std::chrono::milliseconds budget, Lookup lookup) {
+  constexpr auto kPause = std::chrono::milliseconds(100);
+  const auto deadline = Clock::now() + budget;
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    const rd_kafka_resp_err_t err =
+        lookup(static_cast<int>(std::max<std::int64_t>(left.count(), 1)));
+    if (!transient(err) || left <= kPause) return err;
+    std::this_thread::sleep_for(kPause);
+  }
+}
+
 // Where each newly assigned partition starts: at the group's committed
 // offset if it has one, else by the start policy. "At a time" resolves to
 // the first offset at or after it, or the end of the partition (read
@@ -528,14 +564,33 @@ void Consumer::start_offsets(rd_kafka_topic_partition_list_t* partitions) {
       continue;
     }
     std::int64_t low = 0, high = RD_KAFKA_OFFSET_END;
-    if (rd_kafka_query_watermark_offsets(rk, p.topic, p.partition, &low, &high, kTimeoutMs)) {
+    if (auto err = retrying(std::chrono::milliseconds(kTimeoutMs), [&](int timeout_ms) {
+          return rd_kafka_query_watermark_offsets(rk, p.topic, p.partition, &low, &high,
+                                                  timeout_ms);
+        })) {
+      spdlog::warn("kafka: '{}': the end of {} [{}] unknown ({}); starting where fetching does",
+                   filter, p.topic, p.partition, rd_kafka_err2str(err));
       high = RD_KAFKA_OFFSET_END;
     }
     p.offset = high;
     rd_kafka_topic_partition_list_add(lookup, p.topic, p.partition)->offset = at;
   }
   if (lookup->cnt > 0) {
-    if (auto err = rd_kafka_offsets_for_times(rk, lookup, kTimeoutMs)) {
+    // A partition's own error counts as the lookup's: a transient one is
+    // retried with the rest. The request is rebuilt each time, since a
+    // lookup writes its answers over the times asked.
+    auto err = retrying(std::chrono::milliseconds(kTimeoutMs), [&](int timeout_ms) {
+      for (int i = 0; i < lookup->cnt; ++i) {
+        lookup->elems[i].offset = at;
+        lookup->elems[i].err = RD_KAFKA_RESP_ERR_NO_ERROR;
+      }
+      if (auto whole = rd_kafka_offsets_for_times(rk, lookup, timeout_ms)) return whole;
+      for (int i = 0; i < lookup->cnt; ++i) {
+        if (transient(lookup->elems[i].err)) return lookup->elems[i].err;
+      }
+      return RD_KAFKA_RESP_ERR_NO_ERROR;
+    });
+    if (err) {
       spdlog::warn("kafka: '{}': offsets by time unknown ({}); starting at the end", filter,
                    rd_kafka_err2str(err));
     } else {
