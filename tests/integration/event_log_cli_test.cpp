@@ -69,26 +69,22 @@ class EventsCli : public ::testing::Test {
     r.err.assign(std::istreambuf_iterator<char>(err), std::istreambuf_iterator<char>());
     return r;
   }
-  // The run's stdout as one JSON value; a failure (not an exception) that
-  // shows the whole run when it is not.
-  static Json json_of(const CliRun& r) {
+  // `text` (all or part of r's stdout) as one JSON value; a failure (not
+  // an exception) that shows the whole run when it is not.
+  static Json json_of(const CliRun& r, const std::string& text) {
     Json j;
     std::string error;
-    EXPECT_TRUE(parse_json(r.out, j, error)) << error << "\n" << r;
+    EXPECT_TRUE(parse_json(text, j, error)) << error << "\n" << r;
     return j;
   }
+  static Json json_of(const CliRun& r) { return json_of(r, r.out); }
   void a_broker_log_end_to_end(const std::string& store, const std::string& bad_option,
                                const std::string& bad_key);
   static std::vector<Json> lines(const CliRun& r) {
     std::vector<Json> out;
     std::istringstream in(r.out);
     std::string line;
-    while (std::getline(in, line)) {
-      Json j;
-      std::string error;
-      EXPECT_TRUE(parse_json(line, j, error)) << error << "\n" << r;
-      out.push_back(std::move(j));
-    }
+    while (std::getline(in, line)) out.push_back(json_of(r, line));
     return out;
   }
 

@@ -504,14 +504,13 @@ bool transient(rd_kafka_resp_err_t err) {
   }
 }
 
-// Runs lookup(timeout_ms) until it succeeds, fails for good, or `budget`
-// is spent, pausing between tries. Giving up on a transient error would
+// Runs lookup(timeout_ms) until it succeeds, fails for good, or `deadline`
+// passes, pausing between tries. Giving up on a transient error would
 // start a partition at the logical end, which is resolved only when
 // fetching begins, so whatever was produced in between would be skipped.
 template <typename Lookup>
-rd_kafka_resp_err_t retrying(std::chrono::milliseconds budget, Lookup lookup) {
+rd_kafka_resp_err_t retrying(Clock::time_point deadline, Lookup lookup) {
   constexpr auto kPause = std::chrono::milliseconds(100);
-  const auto deadline = Clock::now() + budget;
   for (;;) {
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -528,6 +527,9 @@ rd_kafka_resp_err_t retrying(std::chrono::milliseconds budget, Lookup lookup) {
 // before the lookup, so that nothing produced in between is skipped).
 void Consumer::start_offsets(rd_kafka_topic_partition_list_t* partitions) {
   constexpr int kTimeoutMs = 5000;
+  // One budget for every retried lookup of this assignment, however many
+  // partitions it has: the rebalance callback waits for them.
+  const auto retry_deadline = Clock::now() + std::chrono::milliseconds(kTimeoutMs);
   if (kind != fanout) {
     if (auto err = rd_kafka_committed(rk, partitions, kTimeoutMs)) {
       spdlog::warn("kafka: '{}': committed offsets of group '{}' unknown: {}", filter, group,
@@ -564,7 +566,7 @@ void Consumer::start_offsets(rd_kafka_topic_partition_list_t* partitions) {
       continue;
     }
     std::int64_t low = 0, high = RD_KAFKA_OFFSET_END;
-    if (auto err = retrying(std::chrono::milliseconds(kTimeoutMs), [&](int timeout_ms) {
+    if (auto err = retrying(retry_deadline, [&](int timeout_ms) {
           return rd_kafka_query_watermark_offsets(rk, p.topic, p.partition, &low, &high,
                                                   timeout_ms);
         })) {
@@ -579,7 +581,7 @@ void Consumer::start_offsets(rd_kafka_topic_partition_list_t* partitions) {
     // A partition's own error counts as the lookup's: a transient one is
     // retried with the rest. The request is rebuilt each time, since a
     // lookup writes its answers over the times asked.
-    auto err = retrying(std::chrono::milliseconds(kTimeoutMs), [&](int timeout_ms) {
+    auto err = retrying(retry_deadline, [&](int timeout_ms) {
       for (int i = 0; i < lookup->cnt; ++i) {
         lookup->elems[i].offset = at;
         lookup->elems[i].err = RD_KAFKA_RESP_ERR_NO_ERROR;
